@@ -1,0 +1,15 @@
+# osup_add_tests(<target> LABEL <unit|integration|qemu> SOURCES ... LIBS ...)
+# One Catch2 executable per (module, tier); every test case becomes a CTest test with the label.
+function(osup_add_tests target)
+  if(NOT OSUP_BUILD_TESTS)
+    return()
+  endif()
+  cmake_parse_arguments(T "" "LABEL" "SOURCES;LIBS" ${ARGN})
+  add_executable(${target} ${CMAKE_SOURCE_DIR}/tests/catch_main.cpp ${T_SOURCES})
+  target_link_libraries(${target} PRIVATE ${T_LIBS} osup_testsupport Catch2::Catch2)
+  target_compile_definitions(${target} PRIVATE
+    OSUP_SOURCE_DIR="${CMAKE_SOURCE_DIR}" OSUP_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  catch_discover_tests(${target}
+    PROPERTIES LABELS ${T_LABEL}
+    EXTRA_ARGS --use-colour no)
+endfunction()

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs every build, test and run dependency of osup from Debian 12's archive.
+# Idempotent: packages already present are skipped by apt; safe to run repeatedly.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: must run as root (apt-get); try: sudo $0" >&2
+  exit 1
+fi
+
+packages=(
+  # build
+  build-essential cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
+  libfdisk-dev libblkid-dev libzstd-dev libssl-dev nlohmann-json3-dev libarchive-dev catch2
+  # image building
+  erofs-utils squashfs-tools dosfstools mtools e2fsprogs fdisk debootstrap zstd
+  qemu-user-static binfmt-support systemd-boot-efi busybox-static
+  # oracles used by tests
+  cryptsetup-bin systemd-container grub-common u-boot-tools
+  # booting images
+  qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64
+  # cross-building the arm64 .deb
+  dpkg-dev file
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Foreign-architecture packages that tests take files from (busybox for a tiny arm64
+# rootfs, systemd-boot's arm64 EFI binary) are fetched as .debs into a cache, not installed.
+cache="${OSUP_DEPS_CACHE:-/var/cache/osup-deps}"
+mkdir -p "$cache"; chown _apt "$cache" 2>/dev/null || true
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+  apt-get update -qq
+fi
+for p in busybox-static:arm64 systemd-boot-efi:arm64 busybox-static:amd64 systemd-boot-efi:amd64; do
+  name=${p%%:*}; arch=${p##*:}
+  if ! ls "$cache/${name}_"*"_${arch}.deb" >/dev/null 2>&1; then
+    (cd "$cache" && apt-get download -qq "$p")
+  fi
+done
+
+# binfmt_misc lets debootstrap's second stage run arm64 binaries through qemu-user-static.
+if [ -d /proc/sys/fs/binfmt_misc ] && [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
+fi
+if [ -e /proc/sys/fs/binfmt_misc/register ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+fi
+echo "install-deps: all dependencies present"
