@@ -1,1 +1,440 @@
-// placeholder: filled in by its module's work
+#include "format/verity.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <future>
+#include <string>
+
+#include "format/error.h"
+#include "format/fd.h"
+
+namespace osup::verity {
+namespace {
+
+constexpr size_t kDigestSize = 32;
+constexpr uint64_t kHashesPerBlock = kBlockSize / kDigestSize;  // 128: exactly fills a block
+constexpr size_t kSuperblockSize = 512;
+constexpr size_t kMaxSalt = 256;
+constexpr uint64_t kTreeOffset = kBlockSize;  // the superblock occupies the first hash block
+constexpr size_t kReadChunk = 16u << 20;      // data read per step in build/verify
+constexpr uint64_t kParallelMin = 256;        // below this many blocks a 2nd thread is no gain
+
+// --- geometry -------------------------------------------------------------------------
+
+uint64_t checked_blocks(uint64_t data_size) {
+  if (data_size == 0 || data_size % kBlockSize != 0)
+    fail("dm-verity data size " + std::to_string(data_size) +
+         " is not a positive multiple of 4096 bytes; pad the image to whole 4 KiB blocks");
+  return data_size / kBlockSize;
+}
+
+struct Level {
+  uint64_t offset;  // bytes from the start of the hash device
+  uint64_t blocks;  // hash blocks in this level
+};
+
+// levels[0] is the level nearest the data. Like the kernel, a tree has as many levels as
+// it takes to reach a single block; one data block needs none (its hash is the root).
+std::vector<Level> tree_levels(uint64_t data_blocks) {
+  std::vector<Level> levels;
+  for (uint64_t n = data_blocks; n > 1;) {
+    n = (n + kHashesPerBlock - 1) / kHashesPerBlock;
+    levels.push_back({0, n});
+  }
+  uint64_t offset = kTreeOffset;  // root-most level first
+  for (auto it = levels.rbegin(); it != levels.rend(); ++it) {
+    it->offset = offset;
+    offset += it->blocks * kBlockSize;
+  }
+  return levels;
+}
+
+void check_salt(const Params& p) {
+  if (p.salt.size() > kMaxSalt)
+    fail("dm-verity salt of " + std::to_string(p.salt.size()) + " bytes is longer than 256");
+}
+
+// --- hashing ----------------------------------------------------------------------------
+
+const EVP_MD* sha256_md() {
+  // Fetched once: an explicit fetch avoids OpenSSL 3's implicit lookup on every init.
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  if (!md) fail("sha256: cannot fetch the OpenSSL digest");
+  return md;
+}
+
+class BlockHasher {
+ public:
+  explicit BlockHasher(std::span<const uint8_t> salt) : salt_(salt), ctx_(EVP_MD_CTX_new()) {
+    if (!ctx_) fail("sha256: cannot allocate an OpenSSL digest context");
+  }
+  ~BlockHasher() { EVP_MD_CTX_free(ctx_); }
+  BlockHasher(const BlockHasher&) = delete;
+  BlockHasher& operator=(const BlockHasher&) = delete;
+
+  // Format v1: digest = SHA-256(salt || block).
+  void hash(const std::byte* block, uint8_t* out) {
+    unsigned int len = 0;
+    if (EVP_DigestInit_ex2(ctx_, sha256_md(), nullptr) != 1 ||
+        EVP_DigestUpdate(ctx_, salt_.data(), salt_.size()) != 1 ||
+        EVP_DigestUpdate(ctx_, block, kBlockSize) != 1 || EVP_DigestFinal_ex(ctx_, out, &len) != 1)
+      fail("sha256: OpenSSL digest failed");
+  }
+  void hash_many(const std::byte* blocks, uint64_t count, uint8_t* out) {
+    for (uint64_t i = 0; i < count; ++i) hash(blocks + i * kBlockSize, out + i * kDigestSize);
+  }
+
+ private:
+  std::span<const uint8_t> salt_;
+  EVP_MD_CTX* ctx_;
+};
+
+// Hashes `count` consecutive blocks into packed digests, splitting the work over two
+// threads when there is enough of it (the target machines have two cores with SHA-NI).
+void hash_blocks(std::span<const uint8_t> salt, const std::byte* blocks, uint64_t count,
+                 uint8_t* out) {
+  if (count < kParallelMin) {
+    BlockHasher(salt).hash_many(blocks, count, out);
+    return;
+  }
+  uint64_t half = count / 2;
+  auto second = std::async(std::launch::async, [&] {
+    BlockHasher(salt).hash_many(blocks + half * kBlockSize, count - half, out + half * kDigestSize);
+  });
+  BlockHasher(salt).hash_many(blocks, half, out);
+  second.get();
+}
+
+Digest hash_one(std::span<const uint8_t> salt, const std::byte* block) {
+  Digest d{};
+  BlockHasher(salt).hash(block, d.data());
+  return d;
+}
+
+// --- superblock -------------------------------------------------------------------------
+
+// Offsets in veritysetup's 512-byte `struct verity_sb` (all integers little-endian).
+namespace sb {
+constexpr size_t signature = 0, version = 8, hash_type = 12, uuid = 16, algorithm = 32,
+                 data_block_size = 64, hash_block_size = 68, data_blocks = 72, salt_size = 80,
+                 salt = 88;
+constexpr char kSignature[8] = {'v', 'e', 'r', 'i', 't', 'y', 0, 0};
+constexpr char kAlgorithm[] = "sha256";
+}  // namespace sb
+
+template <class T>
+void put_le(uint8_t* at, T value) {
+  for (size_t i = 0; i < sizeof(T); ++i) at[i] = static_cast<uint8_t>(value >> (8 * i));
+}
+template <class T>
+T get_le(const uint8_t* at) {
+  T v = 0;
+  for (size_t i = 0; i < sizeof(T); ++i) v |= static_cast<T>(at[i]) << (8 * i);
+  return v;
+}
+
+// The whole first hash block: superblock then zeros up to the tree.
+std::vector<std::byte> encode_superblock(const Params& p) {
+  std::vector<std::byte> block(kBlockSize);
+  auto* b = reinterpret_cast<uint8_t*>(block.data());
+  std::memcpy(b + sb::signature, sb::kSignature, sizeof sb::kSignature);
+  put_le<uint32_t>(b + sb::version, 1);
+  put_le<uint32_t>(b + sb::hash_type, 1);
+  std::memcpy(b + sb::uuid, p.uuid.bytes.data(), 16);
+  std::memcpy(b + sb::algorithm, sb::kAlgorithm, sizeof sb::kAlgorithm - 1);
+  put_le<uint32_t>(b + sb::data_block_size, kBlockSize);
+  put_le<uint32_t>(b + sb::hash_block_size, kBlockSize);
+  put_le<uint64_t>(b + sb::data_blocks, p.data_size / kBlockSize);
+  put_le<uint16_t>(b + sb::salt_size, static_cast<uint16_t>(p.salt.size()));
+  std::memcpy(b + sb::salt, p.salt.data(), p.salt.size());
+  return block;
+}
+
+std::string describe_params(const Params& p) {
+  return "data size " + std::to_string(p.data_size) + ", salt " + to_hex(p.salt) + ", uuid " +
+         p.uuid.str();
+}
+
+}  // namespace
+
+// --- public API -----------------------------------------------------------------------
+
+Params make_params(uint64_t data_size, std::string_view seed) {
+  (void)checked_blocks(data_size);
+  Params p;
+  p.data_size = data_size;
+  if (seed.empty()) {
+    p.salt.resize(kDigestSize);
+    if (RAND_bytes(p.salt.data(), static_cast<int>(p.salt.size())) != 1)
+      fail("cannot read random bytes for a dm-verity salt");
+    p.uuid = Uuid::random();
+  } else {
+    Sha256 h;
+    h.update(seed);
+    h.update("/verity-salt");
+    Digest d = h.finish();
+    p.salt.assign(d.begin(), d.end());
+    p.uuid = Uuid::derived(seed, "verity-superblock");
+  }
+  return p;
+}
+
+uint64_t hash_device_size(uint64_t data_size) {
+  uint64_t size = kTreeOffset;
+  for (const Level& l : tree_levels(checked_blocks(data_size))) size += l.blocks * kBlockSize;
+  return size;
+}
+
+Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress) {
+  const uint64_t data_blocks = checked_blocks(p.data_size);
+  check_salt(p);
+  const std::vector<Level> levels = tree_levels(data_blocks);
+  (void)posix_fadvise(data_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+
+  // Level 0 is the packed digests of the data blocks: 128 digests fill a hash block
+  // exactly, so the packed array padded to whole blocks is the on-disk level.
+  auto padded = [](uint64_t digests) {
+    return (digests * kDigestSize + kBlockSize - 1) / kBlockSize * kBlockSize;
+  };
+  std::vector<uint8_t> level(padded(data_blocks));
+
+  // Read the next chunk into one buffer while both cores hash the other.
+  std::array<std::vector<std::byte>, 2> bufs;
+  for (auto& b : bufs) b.resize(std::min<uint64_t>(kReadChunk, p.data_size));
+  auto read_chunk = [&](size_t which, uint64_t offset) {
+    std::vector<std::byte>& buf = bufs[which];
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), p.data_size - offset));
+    size_t got = pread_full(data_fd, std::span(buf.data(), want), offset, "verity data");
+    if (got != want)
+      fail("verity data ends at byte " + std::to_string(offset + got) + " but " +
+           std::to_string(p.data_size) + " bytes were to be hashed; is it the right file?");
+    return want;
+  };
+  size_t which = 0;
+  std::future<size_t> pending = std::async(std::launch::async, read_chunk, which, uint64_t{0});
+  for (uint64_t offset = 0; offset < p.data_size;) {
+    size_t n = pending.get();
+    uint64_t after = offset + n;
+    if (after < p.data_size) pending = std::async(std::launch::async, read_chunk, which ^ 1, after);
+    hash_blocks(p.salt, bufs[which].data(), n / kBlockSize,
+                level.data() + offset / kBlockSize * kDigestSize);
+    if (progress) progress->advance(n);
+    offset = after;
+    which ^= 1;
+  }
+  if (levels.empty()) {  // one data block: its hash is the root hash, the tree is empty
+    Digest root{};
+    std::copy_n(level.begin(), kDigestSize, root.begin());
+    pwrite_all(hash_fd, encode_superblock(p), 0, "verity hash device");
+    return root;
+  }
+
+  // Each upper level hashes the blocks of the one below; the last has one block.
+  for (size_t i = 0;; ++i) {
+    pwrite_all(hash_fd, std::as_bytes(std::span(level)), levels[i].offset, "verity hash device");
+    const auto* blocks = reinterpret_cast<const std::byte*>(level.data());
+    if (i + 1 == levels.size()) {
+      pwrite_all(hash_fd, encode_superblock(p), 0, "verity hash device");
+      return hash_one(p.salt, blocks);
+    }
+    std::vector<uint8_t> upper(padded(levels[i].blocks));
+    hash_blocks(p.salt, blocks, levels[i].blocks, upper.data());
+    level = std::move(upper);
+  }
+}
+
+Params read_superblock(int hash_fd) {
+  std::array<std::byte, kSuperblockSize> raw{};
+  if (pread_full(hash_fd, raw, 0, "verity hash device") != raw.size())
+    fail("not a dm-verity hash device: too short for a superblock; was the tree written?");
+  const auto* b = reinterpret_cast<const uint8_t*>(raw.data());
+  if (std::memcmp(b + sb::signature, sb::kSignature, sizeof sb::kSignature) != 0)
+    fail(
+        "not a dm-verity hash device: no 'verity' signature at offset 0; is it the right "
+        "partition or file?");
+  if (auto v = get_le<uint32_t>(b + sb::version); v != 1)
+    fail("unsupported dm-verity superblock version " + std::to_string(v) + "; only 1 is known");
+  if (auto t = get_le<uint32_t>(b + sb::hash_type); t != 1)
+    fail("unsupported dm-verity hash type " + std::to_string(t) +
+         "; only format 1 (salt prepended) is supported");
+  std::string algorithm(reinterpret_cast<const char*>(b + sb::algorithm),
+                        strnlen(reinterpret_cast<const char*>(b + sb::algorithm), 32));
+  if (algorithm != sb::kAlgorithm)
+    fail("unsupported dm-verity hash algorithm '" + algorithm + "'; osup uses sha256");
+  auto dbs = get_le<uint32_t>(b + sb::data_block_size);
+  auto hbs = get_le<uint32_t>(b + sb::hash_block_size);
+  if (dbs != kBlockSize || hbs != kBlockSize)
+    fail("unsupported dm-verity block sizes (data " + std::to_string(dbs) + ", hash " +
+         std::to_string(hbs) + "); osup uses 4096 for both");
+  auto blocks = get_le<uint64_t>(b + sb::data_blocks);
+  if (blocks == 0 || blocks > UINT64_MAX / kBlockSize)
+    fail("corrupt dm-verity superblock: " + std::to_string(blocks) + " data blocks");
+  auto salt_size = get_le<uint16_t>(b + sb::salt_size);
+  if (salt_size > kMaxSalt)
+    fail("corrupt dm-verity superblock: salt size " + std::to_string(salt_size) +
+         " exceeds 256 bytes");
+  Params p;
+  p.data_size = blocks * kBlockSize;
+  p.salt.assign(b + sb::salt, b + sb::salt + salt_size);
+  p.uuid = Uuid::from_bytes(std::span(b + sb::uuid, 16));
+  return p;
+}
+
+void verify_tree(int hash_fd, const Params& p, const Digest& root_hash) {
+  const uint64_t data_blocks = checked_blocks(p.data_size);
+  Params found = read_superblock(hash_fd);
+  if (found != p)
+    fail("dm-verity superblock (" + describe_params(found) + ") does not match the expected (" +
+         describe_params(p) + "); is it the hash device of this image?");
+  uint64_t have = fd_size(hash_fd, "verity hash device");
+  if (have < hash_device_size(p.data_size))
+    fail("dm-verity hash device is truncated: " + std::to_string(have) + " bytes, the tree needs " +
+         std::to_string(hash_device_size(p.data_size)));
+
+  const std::vector<Level> levels = tree_levels(data_blocks);
+  if (levels.empty()) return;  // the root hash is the data block's hash: nothing on disk
+
+  // Top-down: each level's digests of the level below are trusted once that level's own
+  // blocks have matched their parent. Only levels >= 1 are kept (they are 1/16384 of the
+  // data); level 0 is streamed.
+  std::vector<uint8_t> parent(root_hash.begin(), root_hash.end());
+  std::vector<std::byte> buf;
+  std::vector<uint8_t> digests;
+  for (size_t i = levels.size(); i-- > 0;) {
+    const Level& l = levels[i];
+    std::vector<uint8_t> whole;  // this level's content, to be the next parent
+    if (i > 0) whole.resize(l.blocks * kBlockSize);
+    constexpr uint64_t kStep = 1024;  // hash blocks read at a time (4 MiB)
+    for (uint64_t first = 0; first < l.blocks; first += kStep) {
+      uint64_t n = std::min(kStep, l.blocks - first);
+      buf.resize(n * kBlockSize);
+      digests.resize(n * kDigestSize);
+      if (pread_full(hash_fd, buf, l.offset + first * kBlockSize, "verity hash device") !=
+          buf.size())
+        fail("dm-verity hash device is truncated in level " + std::to_string(i));
+      hash_blocks(p.salt, buf.data(), n, digests.data());
+      for (uint64_t k = 0; k < n; ++k)
+        if (std::memcmp(digests.data() + k * kDigestSize, parent.data() + (first + k) * kDigestSize,
+                        kDigestSize) != 0)
+          fail("dm-verity hash tree level " + std::to_string(i) + " block " +
+               std::to_string(first + k) + " does not match " +
+               (i + 1 == levels.size() ? std::string("the root hash")
+                                       : "its hash in level " + std::to_string(i + 1)) +
+               "; the hash device is corrupt or belongs to another image");
+      if (i > 0) std::memcpy(whole.data() + first * kBlockSize, buf.data(), buf.size());
+    }
+    parent = std::move(whole);
+  }
+}
+
+DataVerifier::DataVerifier(int hash_fd, Params p, std::optional<Digest> root_hash)
+    : hash_fd_(hash_fd),
+      p_(std::move(p)),
+      root_hash_(root_hash),
+      data_blocks_(checked_blocks(p_.data_size)) {
+  check_salt(p_);
+  std::vector<Level> levels = tree_levels(data_blocks_);
+  if (levels.empty()) {
+    if (!root_hash_)
+      fail(
+          "a single-block dm-verity image has no level-0 hashes on disk; pass the root hash "
+          "to check its data");
+  } else {
+    level0_offset_ = levels[0].offset;
+  }
+  partial_.reserve(kBlockSize);
+}
+
+void DataVerifier::load_expected(uint64_t first_block) {
+  // A window of 32768 digests (1 MiB) covers 128 MiB of data.
+  constexpr uint64_t kWindow = 32768;
+  expected_first_ = first_block;
+  if (!level0_offset_) {  // single block: the root hash is its hash
+    expected_.assign(root_hash_->begin(), root_hash_->end());
+    expected_count_ = 1;
+    return;
+  }
+  expected_count_ = std::min(kWindow, data_blocks_ - first_block);
+  expected_.resize(expected_count_ * kDigestSize);
+  if (pread_full(hash_fd_, std::as_writable_bytes(std::span(expected_)),
+                 level0_offset_ + first_block * kDigestSize,
+                 "verity hash device") != expected_.size())
+    fail("dm-verity hash device is truncated in level 0; was it checked with verify_tree?");
+}
+
+void DataVerifier::check_blocks(const std::byte* blocks, uint64_t count) {
+  if (count > data_blocks_ - next_block_)
+    fail("more data than the " + std::to_string(p_.data_size) +
+         " bytes the dm-verity tree covers; is it the right image?");
+  while (count > 0) {
+    if (next_block_ < expected_first_ || next_block_ >= expected_first_ + expected_count_)
+      load_expected(next_block_);
+    uint64_t n = std::min(count, expected_first_ + expected_count_ - next_block_);
+    actual_.resize(n * kDigestSize);
+    hash_blocks(p_.salt, blocks, n, actual_.data());
+    const uint8_t* want = expected_.data() + (next_block_ - expected_first_) * kDigestSize;
+    if (std::memcmp(actual_.data(), want, actual_.size()) != 0) {
+      uint64_t k = 0;
+      while (std::memcmp(actual_.data() + k * kDigestSize, want + k * kDigestSize, kDigestSize) ==
+             0)
+        ++k;
+      next_block_ += k;  // bytes_checked() then counts exactly the good blocks
+      fail("data block " + std::to_string(next_block_) +
+           " does not match its verity hash; the image is corrupt or not the one that was signed");
+    }
+    next_block_ += n;
+    blocks += n * kBlockSize;
+    count -= n;
+  }
+}
+
+void DataVerifier::update(std::span<const std::byte> data) {
+  if (!partial_.empty()) {
+    size_t take = std::min(data.size(), kBlockSize - partial_.size());
+    partial_.insert(partial_.end(), data.begin(), data.begin() + static_cast<ptrdiff_t>(take));
+    data = data.subspan(take);
+    if (partial_.size() < kBlockSize) return;
+    check_blocks(partial_.data(), 1);
+    partial_.clear();
+  }
+  uint64_t whole = data.size() / kBlockSize;
+  if (whole) check_blocks(data.data(), whole);
+  auto rest = data.subspan(whole * kBlockSize);
+  if (!rest.empty()) {
+    if (next_block_ >= data_blocks_)
+      fail("more data than the " + std::to_string(p_.data_size) +
+           " bytes the dm-verity tree covers; is it the right image?");
+    partial_.assign(rest.begin(), rest.end());
+  }
+}
+
+void DataVerifier::finish() {
+  if (next_block_ != data_blocks_ || !partial_.empty())
+    fail("data ended after " + std::to_string(next_block_ * kBlockSize + partial_.size()) +
+         " bytes but the dm-verity tree covers " + std::to_string(p_.data_size) +
+         "; was the image truncated?");
+}
+
+void verify(int data_fd, int hash_fd, const Params& p, const Digest& root_hash,
+            Progress* progress) {
+  verify_tree(hash_fd, p, root_hash);
+  DataVerifier verifier(hash_fd, p, root_hash);
+  (void)posix_fadvise(data_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  std::vector<std::byte> buf(std::min<uint64_t>(kReadChunk, p.data_size));
+  for (uint64_t offset = 0; offset < p.data_size;) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), p.data_size - offset));
+    size_t got = pread_full(data_fd, std::span(buf.data(), want), offset, "verity data");
+    verifier.update(std::span(buf.data(), got));
+    if (progress) progress->advance(got);
+    if (got < want) break;  // finish() reports the short data
+    offset += got;
+  }
+  verifier.finish();
+}
+
+}  // namespace osup::verity
