@@ -248,9 +248,9 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress) {
   }
 }
 
-Params read_superblock(int hash_fd) {
+Params read_superblock(int hash_fd, uint64_t hash_offset) {
   std::array<std::byte, kSuperblockSize> raw{};
-  if (pread_full(hash_fd, raw, 0, "verity hash device") != raw.size())
+  if (pread_full(hash_fd, raw, hash_offset, "verity hash device") != raw.size())
     fail("not a dm-verity hash device: too short for a superblock; was the tree written?");
   const auto* b = reinterpret_cast<const uint8_t*>(raw.data());
   if (std::memcmp(b + sb::signature, sb::kSignature, sizeof sb::kSignature) != 0)
@@ -285,13 +285,14 @@ Params read_superblock(int hash_fd) {
   return p;
 }
 
-void verify_tree(int hash_fd, const Params& p, const Digest& root_hash) {
+void verify_tree(int hash_fd, const Params& p, const Digest& root_hash, uint64_t hash_offset) {
   const uint64_t data_blocks = checked_blocks(p.data_size);
-  Params found = read_superblock(hash_fd);
+  Params found = read_superblock(hash_fd, hash_offset);
   if (found != p)
     fail("dm-verity superblock (" + describe_params(found) + ") does not match the expected (" +
          describe_params(p) + "); is it the hash device of this image?");
-  uint64_t have = fd_size(hash_fd, "verity hash device");
+  uint64_t total = fd_size(hash_fd, "verity hash device");
+  uint64_t have = total > hash_offset ? total - hash_offset : 0;
   if (have < hash_device_size(p.data_size))
     fail("dm-verity hash device is truncated: " + std::to_string(have) + " bytes, the tree needs " +
          std::to_string(hash_device_size(p.data_size)));
@@ -314,7 +315,7 @@ void verify_tree(int hash_fd, const Params& p, const Digest& root_hash) {
       uint64_t n = std::min(kStep, l.blocks - first);
       buf.resize(n * kBlockSize);
       digests.resize(n * kDigestSize);
-      if (pread_full(hash_fd, buf, l.offset + first * kBlockSize, "verity hash device") !=
+      if (pread_full(hash_fd, buf, hash_offset + l.offset + first * kBlockSize, "verity hash device") !=
           buf.size())
         fail("dm-verity hash device is truncated in level " + std::to_string(i));
       hash_blocks(p.salt, buf.data(), n, digests.data());
@@ -332,11 +333,13 @@ void verify_tree(int hash_fd, const Params& p, const Digest& root_hash) {
   }
 }
 
-DataVerifier::DataVerifier(int hash_fd, Params p, std::optional<Digest> root_hash)
+DataVerifier::DataVerifier(int hash_fd, Params p, std::optional<Digest> root_hash,
+                           uint64_t hash_offset)
     : hash_fd_(hash_fd),
       p_(std::move(p)),
       root_hash_(root_hash),
-      data_blocks_(checked_blocks(p_.data_size)) {
+      data_blocks_(checked_blocks(p_.data_size)),
+      hash_offset_(hash_offset) {
   check_salt(p_);
   std::vector<Level> levels = tree_levels(data_blocks_);
   if (levels.empty()) {
@@ -362,7 +365,7 @@ void DataVerifier::load_expected(uint64_t first_block) {
   expected_count_ = std::min(kWindow, data_blocks_ - first_block);
   expected_.resize(expected_count_ * kDigestSize);
   if (pread_full(hash_fd_, std::as_writable_bytes(std::span(expected_)),
-                 level0_offset_ + first_block * kDigestSize,
+                 hash_offset_ + level0_offset_ + first_block * kDigestSize,
                  "verity hash device") != expected_.size())
     fail("dm-verity hash device is truncated in level 0; was it checked with verify_tree?");
 }
@@ -421,14 +424,15 @@ void DataVerifier::finish() {
 }
 
 void verify(int data_fd, int hash_fd, const Params& p, const Digest& root_hash,
-            Progress* progress) {
-  verify_tree(hash_fd, p, root_hash);
-  DataVerifier verifier(hash_fd, p, root_hash);
+            Progress* progress, uint64_t data_offset, uint64_t hash_offset) {
+  verify_tree(hash_fd, p, root_hash, hash_offset);
+  DataVerifier verifier(hash_fd, p, root_hash, hash_offset);
   (void)posix_fadvise(data_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   std::vector<std::byte> buf(std::min<uint64_t>(kReadChunk, p.data_size));
   for (uint64_t offset = 0; offset < p.data_size;) {
     size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), p.data_size - offset));
-    size_t got = pread_full(data_fd, std::span(buf.data(), want), offset, "verity data");
+    size_t got =
+        pread_full(data_fd, std::span(buf.data(), want), data_offset + offset, "verity data");
     verifier.update(std::span(buf.data(), got));
     if (progress) progress->advance(got);
     if (got < want) break;  // finish() reports the short data

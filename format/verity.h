@@ -40,11 +40,13 @@ struct Params {
 [[nodiscard]] Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress = nullptr);
 
 // Parses and validates the superblock of a hash device.
-[[nodiscard]] Params read_superblock(int hash_fd);
+// hash_offset (here and below): where the hash device starts inside hash_fd, so a tree
+// can be read from a partition of a whole disk; data_offset likewise for the data.
+[[nodiscard]] Params read_superblock(int hash_fd, uint64_t hash_offset = 0);
 
 // Checks that the superblock matches p and that every hash block of every level chains up
 // to root_hash. Reads only the hash device. Throws naming the level and block.
-void verify_tree(int hash_fd, const Params& p, const Digest& root_hash);
+void verify_tree(int hash_fd, const Params& p, const Digest& root_hash, uint64_t hash_offset = 0);
 
 // Checks data, fed in order in chunks of any size, against level 0 of a hash device already
 // checked by verify_tree. Constant memory: level-0 hashes are read with pread as needed.
@@ -52,7 +54,8 @@ class DataVerifier {
  public:
   // root_hash is only needed for a single-block image, which has no level 0 on disk (its
   // data block's hash is the root hash); other images are checked against level 0 alone.
-  DataVerifier(int hash_fd, Params p, std::optional<Digest> root_hash = std::nullopt);
+  DataVerifier(int hash_fd, Params p, std::optional<Digest> root_hash = std::nullopt,
+               uint64_t hash_offset = 0);
   // Throws "data block N does not match its verity hash" at the first bad block.
   void update(std::span<const std::byte> data);
   // Throws if fewer than p.data_size bytes were fed.
@@ -68,6 +71,7 @@ class DataVerifier {
   Params p_;
   std::optional<Digest> root_hash_;
   uint64_t data_blocks_;
+  uint64_t hash_offset_ = 0;
   uint64_t level0_offset_ = 0;
   uint64_t next_block_ = 0;         // index of the next block to check
   std::vector<std::byte> partial_;  // a block split across update() calls
@@ -79,6 +83,6 @@ class DataVerifier {
 
 // Full check like `veritysetup verify`: verify_tree, then DataVerifier over data_fd.
 void verify(int data_fd, int hash_fd, const Params& p, const Digest& root_hash,
-            Progress* progress = nullptr);
+            Progress* progress = nullptr, uint64_t data_offset = 0, uint64_t hash_offset = 0);
 
 }  // namespace osup::verity

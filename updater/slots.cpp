@@ -1,1 +1,122 @@
-// placeholder: filled in by its module's work
+#include "updater/slots.h"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "format/error.h"
+#include "format/fd.h"
+
+namespace fs = std::filesystem;
+
+namespace osup {
+namespace {
+
+const gpt::Partition& need(const gpt::Table& t, const std::string& disk, const std::string& label) {
+  const gpt::Partition* p = t.find(label);
+  if (!p) fail(disk + " has no partition labelled " + label + "; is it an osup disk?");
+  return *p;
+}
+
+// /sys/dev/block/MAJ:MIN of a device number.
+fs::path sysfs_block(dev_t dev) {
+  return fs::path("/sys/dev/block") /
+         (std::to_string(major(dev)) + ":" + std::to_string(minor(dev)));
+}
+
+// Follows device-mapper slaves (dm-verity over the root partition) down to a partition,
+// then to its whole disk: the disk we booted from.
+std::string disk_of_root() {
+  struct stat st {};
+  if (::stat("/", &st) < 0) fail_errno("stat /", errno);
+  fs::path node = fs::canonical(sysfs_block(st.st_dev));
+  for (int depth = 0; depth < 4 && fs::exists(node / "slaves"); ++depth) {
+    auto it = fs::directory_iterator(node / "slaves");
+    if (it == fs::directory_iterator()) break;
+    node = fs::canonical(it->path());
+  }
+  if (fs::exists(node / "partition")) node = node.parent_path();
+  return "/dev/" + node.filename().string();
+}
+
+// Mount point of a partition of `disk` starting at `start`, from mountinfo.
+std::string mountpoint_of(const std::string& disk, const gpt::Partition& part) {
+  // The kernel names partitions sdaN / nvme0n1pN / vdaN; match by major:minor via sysfs.
+  fs::path diskdir = fs::path("/sys/class/block") / fs::path(disk).filename();
+  std::string majmin;
+  if (!fs::exists(diskdir)) return "";
+  for (const auto& e : fs::directory_iterator(diskdir)) {
+    std::ifstream pn(e.path() / "partition");
+    int n = 0;
+    if (pn >> n && n == part.number) {
+      std::ifstream d(e.path() / "dev");
+      d >> majmin;
+    }
+  }
+  if (majmin.empty()) return "";
+  std::ifstream mi("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mi, line)) {
+    std::istringstream ss(line);
+    std::string id, parent, mm, root, mnt;
+    ss >> id >> parent >> mm >> root >> mnt;
+    if (mm == majmin) return mnt;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::optional<layout::Slot> slot_from_cmdline(const std::string& cmdline) {
+  std::istringstream ss(cmdline);
+  std::string word;
+  std::optional<layout::Slot> slot;
+  while (ss >> word)
+    if (word.rfind("osup.slot=", 0) == 0) slot = layout::parse_slot(word.substr(10));
+  return slot;
+}
+
+System discover(const DiscoverOptions& opts) {
+  System sys;
+  sys.offline = opts.disk.has_value();
+  if (sys.offline) {
+    sys.disk = *opts.disk;
+  } else {
+    std::string cmdline;
+    try {
+      cmdline = read_text_file(opts.proc_cmdline);
+    } catch (const Error&) {
+    }
+    sys.booted = slot_from_cmdline(cmdline);
+    if (!sys.booted)
+      fail("this system was not booted by osup (no osup.slot= on the kernel command line); use "
+           "--disk to work on a disk image");
+    sys.disk = disk_of_root();
+  }
+  sys.table = with_context("reading partition table of " + sys.disk,
+                           [&] { return gpt::read(sys.disk); });
+  sys.esp = need(sys.table, sys.disk, layout::kEspLabel);
+  sys.data = need(sys.table, sys.disk, layout::kDataLabel);
+  for (layout::Slot s : {layout::Slot::a, layout::Slot::b}) {
+    SlotPartitions& sp = sys.slots[s == layout::Slot::a ? 0 : 1];
+    sp.root = need(sys.table, sys.disk, layout::root_label(s));
+    sp.verity = need(sys.table, sys.disk, layout::verity_label(s));
+  }
+  if (!layout::arch_of_root_type(sys.slots[0].root.type, &sys.arch))
+    fail(sys.disk + ": partition root-a has an unknown type " + sys.slots[0].root.type.str() +
+         "; is it an osup disk?");
+
+  std::string esp_mount = opts.esp_mount.value_or("");
+  if (esp_mount.empty() && !sys.offline) esp_mount = mountpoint_of(sys.disk, sys.esp);
+  if (!esp_mount.empty())
+    sys.esp_files = open_mounted_esp(esp_mount);
+  else
+    sys.esp_files = open_image_esp(sys.disk, sys.esp.start);
+  if (!sys.offline) sys.data_mount = mountpoint_of(sys.disk, sys.data);
+  return sys;
+}
+
+}  // namespace osup

@@ -1,0 +1,21 @@
+// `osup-build inspect`: what a bundle or a disk image holds.
+#pragma once
+
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace osup::build {
+
+struct InspectOptions {
+  std::optional<std::string> pubkey;  // check signatures (and, for bundles, every payload hash)
+  bool json = false;
+};
+
+// Describes FILE (a bundle or a GPT disk image) as JSON; the text form is rendered from it.
+[[nodiscard]] nlohmann::json inspect_json(const std::string& file, const InspectOptions& opts);
+void inspect(const std::string& file, const InspectOptions& opts, FILE* out);
+
+}  // namespace osup::build

@@ -1,0 +1,235 @@
+#include "builder/pipeline.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "builder/disk_image.h"
+#include "builder/elf_check.h"
+#include "builder/esp.h"
+#include "builder/fs_image.h"
+#include "builder/rootfs_prepare.h"
+#include "builder/rootfs_source.h"
+#include "builder/spec.h"
+#include "format/bundle.h"
+#include "format/error.h"
+#include "format/fd.h"
+#include "format/manifest.h"
+#include "format/signature.h"
+#include "format/size.h"
+#include "format/slot_boot.h"
+#include "format/verity.h"
+#include "updater/boot_control.h"
+#include "updater/esp_access.h"
+
+namespace fs = std::filesystem;
+
+namespace osup::build {
+namespace {
+
+// Steps are announced on a terminal only; scripts and CI see warnings and errors alone.
+class StepLog {
+ public:
+  explicit StepLog(ProgressMode mode)
+      : on_(mode == ProgressMode::bar ||
+            (mode == ProgressMode::automatic && ::isatty(STDERR_FILENO))) {}
+  void step(const std::string& text) const {
+    if (on_) std::fprintf(stderr, "osup-build: %s\n", text.c_str());
+  }
+
+ private:
+  bool on_;
+};
+
+void warn(const std::string& text) { std::fprintf(stderr, "osup-build: warning: %s\n", text.c_str()); }
+
+std::optional<uint64_t> source_date_epoch() {
+  const char* v = std::getenv("SOURCE_DATE_EPOCH");
+  if (!v || !*v) return std::nullopt;
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(v, &end, 10);
+  if (*end) fail("SOURCE_DATE_EPOCH must be a number of seconds, got '" + std::string(v) + "'");
+  return n;
+}
+
+// Where systemd-boot-efi puts the loader inside a Debian rootfs.
+std::optional<std::string> find_systemd_boot(const std::string& root, Arch arch) {
+  fs::path p = fs::path(root) / "usr/lib/systemd/boot/efi" / systemd_boot_name(arch);
+  if (fs::exists(p)) return p.string();
+  return std::nullopt;
+}
+
+Digest digest_from_hex(const std::string& hex) {
+  auto raw = from_hex(hex, "verity root hash");
+  Digest d{};
+  std::copy(raw.begin(), raw.end(), d.begin());
+  return d;
+}
+
+}  // namespace
+
+std::string output_stem(const std::string& name, const std::string& version, Arch arch) {
+  return name + "-" + version + "-" + arch_name(arch);
+}
+
+ImageOutputs build_image(const ImageOptions& opts) {
+  StepLog log(opts.progress);
+  Spec spec = load_spec(opts.spec_path);
+  if (opts.version) spec.version = *opts.version;
+  if (opts.arch) spec.arch = *opts.arch;
+  if (spec.compatible.empty()) spec.compatible = spec.name + "-" + arch_name(spec.arch);
+  // Load the key first: a wrong key should fail in a second, not after a 10-minute build.
+  sig::PrivateKey key = with_context("signing key " + opts.key_path,
+                                     [&] { return sig::PrivateKey::load(opts.key_path); });
+
+  const auto epoch = source_date_epoch();
+  const std::string stem = output_stem(spec.name, spec.version, spec.arch);
+  // Reproducible builds derive every salt and UUID from the image identity; others are random.
+  const std::string seed = epoch ? stem + "@" + std::to_string(*epoch) : "";
+
+  fs::create_directories(opts.out_dir);
+  const fs::path work = opts.workdir ? fs::path(*opts.workdir) : fs::path(opts.out_dir) / (".work-" + stem);
+  fs::remove_all(work);
+  fs::create_directories(work);
+  const std::string rootdir = (work / "rootfs").string();
+  fs::create_directories(rootdir);
+
+  log.step("populating rootfs for " + arch_name(spec.arch));
+  with_context("populating rootfs", [&] { populate_rootfs(spec, rootdir); });
+  if (spec.overlay) with_context("applying overlay", [&] { apply_overlay(spec.overlay->string(), rootdir); });
+  with_context("checking rootfs", [&] { check_rootfs_arch(rootdir, spec.arch); });
+  if (!spec.hooks.empty()) with_context("running hooks", [&] { run_hooks(spec, rootdir); });
+
+  std::optional<KernelFiles> kernel = find_kernel(rootdir);
+  std::optional<std::string> loader = find_systemd_boot(rootdir, spec.arch);
+  if (!kernel) warn("rootfs has no kernel in /boot; the disk image will not boot");
+  if (!loader)
+    warn("rootfs has no " + systemd_boot_name(spec.arch) +
+         " (Debian package systemd-boot-efi); the disk image will not boot");
+  // Kernel and initrd leave the root for the ESP; copy them out before the root is packed.
+  std::string kernel_copy, initrd_copy;
+  if (kernel) {
+    kernel_copy = (work / "vmlinuz").string();
+    fs::copy_file(kernel->kernel, kernel_copy, fs::copy_options::overwrite_existing);
+    if (!kernel->initrd.empty()) {
+      initrd_copy = (work / "initrd").string();
+      fs::copy_file(kernel->initrd, initrd_copy, fs::copy_options::overwrite_existing);
+    }
+  }
+
+  sig::PublicKey pub = sig::PublicKey::from_pem(key.public_pem(), opts.key_path);
+  PrepareOptions prep{spec.name, spec.version, key.public_pem(), key.key_id(), epoch};
+  with_context("preparing rootfs", [&] { prepare_rootfs(rootdir, prep); });
+
+  log.step("packing root filesystem (" + spec.fs_type + ", " + spec.compression + ")");
+  const std::string root_img = (work / "root.img").string();
+  const uint64_t root_size = with_context("packing root filesystem", [&] {
+    return make_fs_image(rootdir, root_img, {spec.fs_type, spec.compression, epoch, seed});
+  });
+  if (root_size > spec.slot_size)
+    fail("root filesystem is " + format_size(root_size) + " but disk.slot is " +
+         format_size(spec.slot_size) + "; raise disk.slot in the spec or slim the rootfs");
+
+  log.step("computing dm-verity hash tree");
+  const std::string verity_img = (work / "root.verity").string();
+  verity::Params vp = verity::make_params(root_size, seed);
+  Digest root_hash = with_context("computing verity hash tree", [&] {
+    UniqueFd data = open_file(root_img, O_RDONLY);
+    UniqueFd hash = open_file(verity_img, O_RDWR | O_CREAT | O_TRUNC);
+    Progress progress("verity", root_size, opts.progress);
+    Digest d = verity::build(data.get(), hash.get(), vp, &progress);
+    fsync_fd(hash.get(), verity_img);
+    return d;
+  });
+
+  Manifest m;
+  m.name = spec.name;
+  m.version = spec.version;
+  m.arch = arch_name(spec.arch);
+  m.compatible = spec.compatible;
+  m.filesystem = spec.fs_type;
+  m.created = epoch ? *epoch
+                    : static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count());
+  m.verity.root_hash = to_hex(root_hash);
+  m.verity.salt = to_hex(vp.salt);
+  m.verity.uuid = vp.uuid.str();
+  m.verity.data_size = root_size;
+  m.verity.hash_size = fs::file_size(verity_img);
+  m.boot.cmdline = spec.cmdline;
+  m.boot.tries = spec.tries;
+  // Small payloads first: the updater wants the verity tree before the root streams past.
+  if (kernel) {
+    m.boot.kernel_version = kernel->version;
+    m.payloads.push_back(describe_payload("kernel", "vmlinuz", kernel_copy, false));
+    if (!initrd_copy.empty())
+      m.payloads.push_back(describe_payload("initrd", "initrd", initrd_copy, false));
+  }
+  m.payloads.push_back(describe_payload("verity", "root.verity.zst", verity_img, true));
+  m.payloads.push_back(
+      describe_payload("root", "root." + spec.fs_type + ".zst", root_img, true));
+  const std::string manifest_json = m.to_json();
+  const std::string signature = key.sign(manifest_json);
+
+  ImageOutputs out;
+  out.root_hash = m.verity.root_hash;
+  out.bootable = kernel && loader;
+  out.bundle = (fs::path(opts.out_dir) / (stem + ".osup")).string();
+  out.disk = (fs::path(opts.out_dir) / (stem + ".img")).string();
+  out.manifest = (fs::path(opts.out_dir) / (stem + ".manifest.json")).string();
+
+  log.step("writing bundle " + out.bundle);
+  with_context("writing bundle " + out.bundle, [&] {
+    BundleWriter writer(out.bundle);
+    writer.write_header(manifest_json, signature);
+    const std::map<std::string, std::string> sources = {
+        {"kernel", kernel_copy}, {"initrd", initrd_copy}, {"verity", verity_img}, {"root", root_img}};
+    for (const Payload& p : m.payloads) {
+      Progress progress("compress " + p.name, p.size, opts.progress);
+      writer.add_payload(p, sources.at(p.name), 3, &progress);
+    }
+    writer.finish();
+  });
+
+  log.step("writing disk image " + out.disk);
+  with_context("writing disk image " + out.disk, [&] {
+    const std::string sig_file = (work / "manifest.json.sig").string();
+    const std::string esp_img = (work / "esp.img").string();
+    const SlotEspPaths slot_a = slot_esp_paths(layout::Slot::a);
+    EspContents esp;
+    if (loader) {
+      esp.files.push_back({*loader, "/EFI/BOOT/" + efi_fallback_name(spec.arch)});
+      esp.files.push_back({*loader, "/EFI/systemd/" + systemd_boot_name(spec.arch)});
+    }
+    if (kernel) esp.files.push_back({kernel_copy, slot_a.kernel});
+    if (!initrd_copy.empty()) esp.files.push_back({initrd_copy, slot_a.initrd});
+    esp.texts.push_back({slot_a.manifest, manifest_json});
+    esp.texts.push_back({slot_a.signature, signature});
+    esp.texts.push_back({"/loader/loader.conf", systemd_boot_loader_conf()});
+    build_esp(esp_img, spec.esp_size, esp, seed);
+
+    // The factory slot's entry is written by the same backend the updater uses later; it
+    // starts out good: it is the only slot, there is nothing to fall back to.
+    auto boot = make_boot_control("systemd-boot", open_image_esp(esp_img, 0));
+    boot->install(layout::Slot::a, EntrySpec{slot_title(m, layout::Slot::a), m.version, slot_a.kernel,
+                                             initrd_copy.empty() ? "" : slot_a.initrd,
+                                             slot_cmdline(m, layout::Slot::a), spec.tries});
+    boot->mark_good(layout::Slot::a);
+
+    DiskPlan plan = plan_disk(spec.arch, spec.disk_size, spec.esp_size, spec.slot_size, seed);
+    plan.root_a_uuid = layout::root_partition_uuid(root_hash);
+    plan.verity_a_uuid = layout::verity_partition_uuid(root_hash);
+    write_disk_image(out.disk, plan, DiskContents{esp_img, root_img, verity_img});
+  });
+  atomic_write_file(out.manifest, manifest_json);
+
+  if (!opts.keep_workdir) fs::remove_all(work);
+  return out;
+}
+
+}  // namespace osup::build

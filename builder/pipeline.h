@@ -1,0 +1,33 @@
+// `osup-build image`: spec -> rootfs -> erofs -> verity -> signed manifest -> bundle + disk.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "format/arch.h"
+#include "format/progress.h"
+
+namespace osup::build {
+
+struct ImageOptions {
+  std::string spec_path, key_path, out_dir;
+  std::optional<std::string> version;  // --version overrides the spec
+  std::optional<Arch> arch;            // --arch overrides the spec
+  std::optional<std::string> workdir;  // default: OUT/.work-<name>-<version>-<arch>
+  bool keep_workdir = false;
+  ProgressMode progress = ProgressMode::automatic;
+};
+
+struct ImageOutputs {
+  std::string disk, bundle, manifest;
+  std::string root_hash;
+  bool bootable = false;  // false when the rootfs has no kernel
+};
+
+ImageOutputs build_image(const ImageOptions& opts);
+
+// Output file stem: "<name>-<version>-<arch>".
+[[nodiscard]] std::string output_stem(const std::string& name, const std::string& version,
+                                      Arch arch);
+
+}  // namespace osup::build
