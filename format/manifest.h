@@ -1,0 +1,61 @@
+// The signed description of one OS version: what the bundle holds and how to check it.
+// Its exact bytes are what the signature covers, so to_json() must be deterministic.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace osup {
+
+struct Payload {
+  std::string name;         // "kernel" | "initrd" | "verity" | "root"
+  std::string file;         // tar entry name, e.g. "root.erofs.zst"
+  std::string compression;  // "zstd" | "none"
+  uint64_t size = 0;        // uncompressed bytes
+  std::string sha256;       // hex, of the uncompressed bytes
+  bool operator==(const Payload&) const = default;
+};
+
+struct VerityInfo {
+  std::string root_hash, salt, uuid;
+  uint64_t data_size = 0, hash_size = 0;
+  uint32_t data_block_size = 4096, hash_block_size = 4096;
+  std::string algorithm = "sha256";
+  bool operator==(const VerityInfo&) const = default;
+};
+
+struct BootInfo {
+  std::string cmdline;
+  int tries = 3;
+  std::string kernel_version;  // "" = the bundle carries no kernel
+  bool operator==(const BootInfo&) const = default;
+};
+
+struct Manifest {
+  static constexpr int kFormat = 1;  // the newest manifest format this osup understands
+
+  int format = kFormat;
+  std::string name, version, arch, compatible, filesystem;
+  uint64_t created = 0;  // seconds since the epoch (SOURCE_DATE_EPOCH for reproducible builds)
+  VerityInfo verity;
+  BootInfo boot;
+  std::vector<Payload> payloads;
+
+  // Deterministic bytes: sorted keys, indent 2, trailing newline. Validates first, so a
+  // builder can never sign a manifest the updater would reject.
+  [[nodiscard]] std::string to_json() const;
+  // Strict: unknown or missing fields, wrong types and unsafe values are errors naming the field.
+  [[nodiscard]] static Manifest parse(std::string_view json);
+  [[nodiscard]] const Payload* find(std::string_view name) const;
+  // Throws the first rule the manifest breaks (the checks parse() applies).
+  void validate() const;
+  bool operator==(const Manifest&) const = default;
+};
+
+// Version ordering for downgrade checks: digit runs compare numerically, other runs like
+// dpkg --compare-versions ('~' sorts before anything, even the end). Returns <0, 0, >0.
+[[nodiscard]] int compare_versions(std::string_view a, std::string_view b);
+
+}  // namespace osup
