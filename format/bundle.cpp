@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <algorithm>
 #include <cctype>
@@ -344,7 +345,10 @@ struct BundleReader::Impl {
   }
 
   size_t read(std::span<std::byte> buf) {
-    if (!cur) fail("no bundle payload is open for reading");
+    if (!cur) {
+      if (next > 0) return 0;  // reading again after a payload's end stays at its end
+      fail("no bundle payload is open for reading; call next_payload() first");
+    }
     if (buf.empty()) fail("bundle read with an empty buffer");
     size_t n = 0;
     if (cur->compression == "none") {
@@ -361,6 +365,10 @@ struct BundleReader::Impl {
         bool no_more_input = zin.pos == zin.size && entry_eof;
         if (no_more_input && frame_complete) return finish_payload();
         size_t rc = ZSTD_decompressStream(dctx.get(), &out, &zin);
+        if (ZSTD_getErrorCode(rc) == ZSTD_error_frameParameter_windowTooLarge)
+          fail("payload '" + cur->name + "': its zstd window is larger than " +
+               std::to_string((1 << kMaxWindowLog) >> 20) +
+               " MiB; rebuild the bundle with osup-build (zstd level at most 19, no --long)");
         if (ZSTD_isError(rc))
           fail("payload '" + cur->name + "': zstd: " + ZSTD_getErrorName(rc) +
                "; the bundle is corrupt");

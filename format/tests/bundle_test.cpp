@@ -475,3 +475,25 @@ TEST_CASE("reading a large bundle keeps memory small", "[unit]") {
   CAPTURE(ru.ru_maxrss);
   CHECK(ru.ru_maxrss < 32 * 1024);  // KiB: well below the payload's 72 MiB
 }
+
+TEST_CASE("an empty compressed payload round-trips", "[unit]") {
+  Fixture f;
+  put_bytes(f.dir / "initrd", "");
+  f.manifest.payloads[1] = describe_payload("initrd", "initrd.zst", f.dir / "initrd", true);
+  CHECK(read_file(f.write("e.osup"), f.trust) == expected(f));
+}
+
+TEST_CASE("a zstd frame needing a huge window is refused, not allocated", "[unit]") {
+  Fixture f;
+  std::string good = f.write("a.osup");
+  std::string x = f.dir / "x-win";
+  fs::create_directory(x);
+  run_checked({"tar", "-xf", good, "-C", x});
+  // From stdin the size is unknown, so zstd keeps the full 128 MiB window of --long=27.
+  run_checked({"sh", "-c", "zstd -q --long=27 < \"$0\" > \"$1\"", f.sources["root"],
+               x + "/root.erofs.zst"});
+  run_checked({"tar", "--format=ustar", "-cf", f.dir / "win.tar", "-C", x, "manifest.json",
+               "manifest.json.sig", "vmlinuz", "initrd.zst", "root.verity.zst", "root.erofs.zst"});
+  CHECK_THROWS_WITH(read_file(f.dir / "win.tar", f.trust),
+                    Catch::Contains("payload 'root': its zstd window is larger than 8 MiB"));
+}
