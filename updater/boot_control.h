@@ -58,8 +58,9 @@ class BootControl {
   // Last step of a switch: write the slot's entry with spec.tries tries, ordered
   // before the other slot.
   virtual void install(layout::Slot, const EntrySpec&) = 0;
-  // Rollback: order this slot first WITHOUT tries (it already proved itself). The state
-  // is kept: a bad slot stays bad (mark_good it first to force it). Throws if it has no entry.
+  // Rollback: order this slot first WITHOUT tries - it already proved itself, or the
+  // caller forces it (rollback --force to a bad slot) - so its state becomes good.
+  // Throws if it has no entry.
   virtual void make_first(layout::Slot) = 0;
   // trying -> good (a good slot stays good). Throws if it has no entry.
   virtual void mark_good(layout::Slot) = 0;

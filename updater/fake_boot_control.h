@@ -65,6 +65,8 @@ class FakeBootControl final : public BootControl {
     require(s, "make first");
     mutate("make_first", s);
     at(s).boot.generation = next_generation();
+    at(s).boot.state = SlotState::good;
+    at(s).boot.tries_left = at(s).boot.tries_done = 0;
   }
 
   void mark_good(layout::Slot s) override {

@@ -252,6 +252,8 @@ void GrubBootControl::make_first(layout::Slot s) {
   GrubEnv env = load();
   require_entry(env, s, "make first");
   env.set(var(s, "GEN"), std::to_string(next_generation(env)));
+  env.set(ok_var(s), "1");
+  env.set(try_var(s), "0");
   put_first(env, s);
   store(env);
 }

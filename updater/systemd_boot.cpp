@@ -363,8 +363,11 @@ void SystemdBoot::make_first(layout::Slot s) {
   const std::string f = require_entry(s, "make first");
   auto content = esp_->read(entry_path(f));
   if (!content) fail("boot entry " + entry_path(f) + " vanished while reading it");
-  // Rewrite in place under the same name: the state (counter) is kept.
-  esp_->write_atomic(entry_path(f), with_generation(*content, next_generation()));
+  // The good name with a higher version first, then drop the counted one: a crash in
+  // between leaves both, and the loader sorts the new, good one first.
+  const std::string good = entry_name(s);
+  esp_->write_atomic(entry_path(good), with_generation(*content, next_generation()));
+  if (lower(f) != good) esp_->remove(entry_path(f));
 }
 
 void SystemdBoot::rename_entry(const std::string& from, const std::string& to) {

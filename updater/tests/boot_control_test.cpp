@@ -288,10 +288,12 @@ TEST_CASE("systemd-boot: switch, boot counting, rollback", "[unit]") {
     CHECK(sd.slot(Slot::b).state == SlotState::bad);
     CHECK(sd.slot(Slot::b).tries_done == 1);
     boot(Slot::a);
-    // Rollback to a bad slot keeps it bad; forcing means marking it good first.
+    // A forced rollback to the bad slot: first, without tries.
     sd.make_first(Slot::b);
-    CHECK(sd.next_boot() == Slot::a);
-    sd.mark_good(Slot::b);
+    CHECK(entries(esp) == "osup-a.conf osup-b.conf ");
+    CHECK(sd.slot(Slot::b).state == SlotState::good);
+    CHECK(sd.slot(Slot::b).generation == 3);
+    boot(Slot::b);
     boot(Slot::b);
   }
 
@@ -469,11 +471,16 @@ TEST_CASE("grub: switch, boot counting, rollback", "[unit]") {
     boot(Slot::a);
   }
 
-  SECTION("mark_bad and disable") {
+  SECTION("mark_bad, forced rollback, disable") {
     grub.install(Slot::b, spec_for(Slot::b, "2.0"));
     grub.mark_bad(Slot::b);
     CHECK(grub.slot(Slot::b).state == SlotState::bad);
     boot(Slot::a);
+    grub.make_first(Slot::b);
+    CHECK(grub.slot(Slot::b).state == SlotState::good);
+    boot(Slot::b);
+    boot(Slot::b);
+    grub.make_first(Slot::a);
     grub.disable(Slot::b);
     CHECK(grub.slot(Slot::b).state == SlotState::empty);
     CHECK_THROWS_WITH(grub.make_first(Slot::b),
@@ -589,16 +596,19 @@ TEST_CASE("fake boot control follows the same rules and injects failures", "[uni
   CHECK(fake.simulate_boot() == Slot::a);
   fake.make_first(Slot::a);
   CHECK(fake.slot(Slot::a).generation == 3);
+  fake.make_first(Slot::b);  // a forced rollback to the bad slot
+  CHECK(fake.slot(Slot::b).state == SlotState::good);
+  CHECK(fake.next_boot() == Slot::b);
   CHECK_THROWS_WITH(FakeBootControl{}.mark_good(Slot::a), Contains("no boot entry"));
 
   fake.fail_at_call(2);
   fake.disable(Slot::b);
   CHECK_THROWS_WITH(fake.install(Slot::b, spec_for(Slot::b, "3")),
-                    Contains("injected failure at boot-control call 6 (install)"));
+                    Contains("injected failure at boot-control call 7 (install)"));
   CHECK(fake.slot(Slot::b).state == SlotState::empty);  // the failed call changed nothing
   fake.install(Slot::b, spec_for(Slot::b, "3"));        // only the Nth call fails
   CHECK(fake.next_boot() == Slot::b);
   CHECK(fake.log() == std::vector<std::string>{"install a", "mark_good a", "install b",
-                                               "make_first a", "disable b", "install b",
-                                               "install b"});
+                                               "make_first a", "make_first b", "disable b",
+                                               "install b", "install b"});
 }
