@@ -63,13 +63,6 @@ std::optional<std::string> find_systemd_boot(const std::string& root, Arch arch)
   return std::nullopt;
 }
 
-Digest digest_from_hex(const std::string& hex) {
-  auto raw = from_hex(hex, "verity root hash");
-  Digest d{};
-  std::copy(raw.begin(), raw.end(), d.begin());
-  return d;
-}
-
 }  // namespace
 
 std::string output_stem(const std::string& name, const std::string& version, Arch arch) {
@@ -215,11 +208,14 @@ ImageOutputs build_image(const ImageOptions& opts) {
 
     // The factory slot's entry is written by the same backend the updater uses later; it
     // starts out good: it is the only slot, there is nothing to fall back to.
-    auto boot = make_boot_control("systemd-boot", open_image_esp(esp_img, 0));
-    boot->install(layout::Slot::a, EntrySpec{slot_title(m, layout::Slot::a), m.version, slot_a.kernel,
-                                             initrd_copy.empty() ? "" : slot_a.initrd,
-                                             slot_cmdline(m, layout::Slot::a), spec.tries});
-    boot->mark_good(layout::Slot::a);
+    if (kernel) {
+      auto boot = make_boot_control("systemd-boot", open_image_esp(esp_img, 0));
+      boot->install(layout::Slot::a,
+                    EntrySpec{slot_title(m, layout::Slot::a), m.version, slot_a.kernel,
+                              initrd_copy.empty() ? "" : slot_a.initrd,
+                              slot_cmdline(m, layout::Slot::a), spec.tries});
+      boot->mark_good(layout::Slot::a);
+    }
 
     DiskPlan plan = plan_disk(spec.arch, spec.disk_size, spec.esp_size, spec.slot_size, seed);
     plan.root_a_uuid = layout::root_partition_uuid(root_hash);

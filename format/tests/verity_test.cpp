@@ -274,3 +274,27 @@ TEST_CASE("verity superblocks that are not ours are refused clearly", "[unit]") 
   CHECK_THROWS_WITH(read_sb(patched(65, 2)), Catch::Contains("block sizes"));
   CHECK_THROWS_WITH(read_sb(patched(81, 2)), Catch::Contains("salt size 544"));
 }
+
+TEST_CASE("verity reads data and tree at offsets inside one disk", "[unit]") {
+  // The updater checks slots in place: data and tree are partitions of a single disk file.
+  TempDir dir;
+  const std::string data = dir / "data", hash = dir / "hash", disk = dir / "disk";
+  test::write_random_file(data, 300 * kB, 7);
+  verity::Params p = verity::make_params(300 * kB, "offsets");
+  Digest root = build_files(data, hash, p);
+  const uint64_t data_at = 1 << 20, hash_at = 3 << 20;
+  {
+    UniqueFd d = open_file(disk, O_RDWR | O_CREAT | O_TRUNC);
+    std::string bytes = read_text_file(data), tree = read_text_file(hash);
+    pwrite_all(d.get(), std::as_bytes(std::span(bytes.data(), bytes.size())), data_at, disk);
+    pwrite_all(d.get(), std::as_bytes(std::span(tree.data(), tree.size())), hash_at, disk);
+  }
+  UniqueFd fd = open_file(disk, O_RDONLY);
+  CHECK(verity::read_superblock(fd.get(), hash_at) == p);
+  CHECK_NOTHROW(verity::verify(fd.get(), fd.get(), p, root, nullptr, data_at, hash_at));
+  // Without the offsets the same bytes are not a hash device at all.
+  CHECK_THROWS_WITH(verity::verify_tree(fd.get(), p, root), Catch::Contains("not a dm-verity"));
+  flip_bit(disk, data_at + 123 * kB + 5);
+  CHECK_THROWS_WITH(verity::verify(fd.get(), fd.get(), p, root, nullptr, data_at, hash_at),
+                    Catch::Contains("data block 123"));
+}

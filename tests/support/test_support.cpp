@@ -36,7 +36,7 @@ static std::string find_deb(const std::string& name, const std::string& debarch)
   fail("no " + name + " " + debarch + " .deb in " + deps_cache() + "; run scripts/install-deps.sh");
 }
 
-void make_busybox_rootfs(Arch arch, const std::string& dir) {
+void make_busybox_rootfs(Arch arch, const std::string& dir, bool with_kernel) {
   fs::create_directories(dir);
   TempDir x;
   run_checked({"dpkg-deb", "-x", find_deb("busybox-static", debian_arch(arch)), x.path()});
@@ -58,6 +58,11 @@ void make_busybox_rootfs(Arch arch, const std::string& dir) {
   write("var/lib/apt/lists/deb.debian.org_dists", "lists\n");
   write("var/log/syslog", "log\n");
   write("etc/hostname", "builder-host\n");
+  if (with_kernel) {
+    fs::create_directories(fs::path(dir) / "boot");
+    write_random_file(dir + "/boot/vmlinuz-0.0.1-test", 300 * 1024 + 123, 11);
+    write_random_file(dir + "/boot/initrd.img-0.0.1-test", 200 * 1024 + 7, 12);
+  }
 }
 
 std::string source_dir() { return OSUP_SOURCE_DIR; }
@@ -78,6 +83,35 @@ void write_random_file(const std::string& path, uint64_t size, uint32_t seed) {
 
 RunResult run_cmd(const std::vector<std::string>& argv, const RunOptions& opts) {
   return run(argv, opts);
+}
+
+}  // namespace osup::test
+
+namespace osup::test {
+
+TestKey make_key(const std::string& dir, const std::string& type) {
+  fs::create_directories(dir + "/pub");
+  run_checked({osup_build_exe(), "keygen", "--out", dir, "--type", type});
+  fs::rename(dir + "/osup.pub.pem", dir + "/pub/osup.pub.pem");
+  return {dir + "/osup.key", dir + "/pub/osup.pub.pem", dir + "/pub"};
+}
+
+TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string& version,
+                           const TestKey& key, const std::string& name) {
+  const std::string root = dir + "/rootfs-" + arch_name(arch);
+  if (!fs::exists(root)) make_busybox_rootfs(arch, root, true);
+  const std::string spec = dir + "/" + name + "-" + arch_name(arch) + ".json";
+  std::ofstream(spec) << R"({"name": ")" << name << R"(", "version": ")" << version
+                      << R"(", "arch": ")" << arch_name(arch) << R"(",
+    "rootfs": {"directory": "rootfs-)" << arch_name(arch) << R"("},
+    "filesystem": {"type": "erofs", "compression": "lz4hc"},
+    "disk": {"size": "320M", "esp": "64M", "slot": "64M"},
+    "boot": {"cmdline": "console=ttyS0", "tries": 3}})";
+  RunResult r = run({osup_build_exe(), "image", spec, "--key", key.private_key, "--out",
+                     dir + "/out"});
+  if (r.exit_code != 0) fail("osup-build image failed: " + r.err);
+  std::string stem = dir + "/out/" + name + "-" + version + "-" + arch_name(arch);
+  return {stem + ".img", stem + ".osup", stem + ".manifest.json"};
 }
 
 }  // namespace osup::test

@@ -26,8 +26,9 @@ class TempDir {
 
 // Populates DIR with a tiny but real root filesystem for ARCH: busybox-static (from
 // the .deb that scripts/install-deps.sh caches), /bin/sh, /etc/os-release, machine state
-// to be stripped (machine-id, ssh host keys, apt lists, logs).
-void make_busybox_rootfs(Arch arch, const std::string& dir);
+// to be stripped (machine-id, ssh host keys, apt lists, logs). with_kernel adds stand-in
+// /boot/vmlinuz-0.0.1-test and initrd.img (random bytes: enough for the ESP and entries).
+void make_busybox_rootfs(Arch arch, const std::string& dir, bool with_kernel = false);
 
 // Paths of the built tools.
 [[nodiscard]] std::string osup_build_exe();
@@ -39,5 +40,25 @@ void write_random_file(const std::string& path, uint64_t size, uint32_t seed);
 
 // Runs a command; captures output.
 RunResult run_cmd(const std::vector<std::string>& argv, const RunOptions& opts = {});
+
+}  // namespace osup::test
+
+namespace osup::test {
+
+struct TestImage {
+  std::string disk, bundle, manifest;
+};
+
+// A signing key pair made with `osup-build keygen`: DIR/osup.key, and DIR/pub/osup.pub.pem
+// alone in a directory so it can be passed as a trust store (--keys DIR/pub).
+struct TestKey {
+  std::string private_key, public_key, trust_dir;
+};
+TestKey make_key(const std::string& dir, const std::string& type = "ed25519");
+
+// Builds a tiny busybox image with the real osup-build CLI: spec, rootfs and outputs live
+// under DIR. Throws with osup-build's stderr on failure.
+TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string& version,
+                           const TestKey& key, const std::string& name = "tiny");
 
 }  // namespace osup::test

@@ -1,1 +1,289 @@
-// placeholder: filled in by its module's work
+// osup --disk end to end on real disk images made by osup-build (both arches): switch,
+// status, boot counting as systemd-boot performs it, mark-good/bad, rollback, and the bad
+// bundles that must change nothing.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "format/fd.h"
+#include "format/gpt.h"
+#include "format/sha256.h"
+#include "tests/support/test_support.h"
+#include "updater/esp_access.h"
+
+#include <fcntl.h>
+
+using namespace osup;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Rig {
+  test::TempDir dir;
+  test::TestKey key = test::make_key(dir / "key");
+  Arch arch;
+  test::TestImage v1;
+  explicit Rig(Arch a) : arch(a), v1(test::build_tiny_image(dir.path(), a, "1.0.0", key)) {}
+
+  RunResult osup(std::vector<std::string> args, std::optional<std::string> booted = {}) const {
+    std::vector<std::string> argv = {test::osup_exe(), "--disk", v1.disk, "--keys",
+                                     key.trust_dir, "--progress", "none"};
+    if (booted) argv.insert(argv.end(), {"--booted", *booted});
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  }
+  json status() const {
+    RunResult r = osup({"status", "--json"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    return json::parse(r.out);
+  }
+  test::TestImage bundle(const std::string& version, const std::string& name = "tiny") const {
+    return test::build_tiny_image(dir.path(), arch, version, key, name);
+  }
+  std::shared_ptr<EspAccess> esp() const {
+    gpt::Table t = gpt::read(v1.disk);
+    return open_image_esp(v1.disk, t.find("esp")->start);
+  }
+  // Everything the boot loader and osup keep on the ESP.
+  std::map<std::string, std::string> esp_state() const {
+    auto e = esp();
+    std::map<std::string, std::string> out;
+    for (std::string d : {"/loader", "/loader/entries", "/osup/a", "/osup/b"})
+      for (const std::string& f : e->list(d))
+        if (auto content = e->read(d + "/" + f)) out[d + "/" + f] = *content;
+    return out;
+  }
+  std::string partition_hash(const std::string& label) const {
+    gpt::Table t = gpt::read(v1.disk);
+    const gpt::Partition* p = t.find(label);
+    UniqueFd fd = open_file(v1.disk, O_RDONLY);
+    std::vector<std::byte> buf(p->size);
+    REQUIRE(pread_full(fd.get(), buf, p->start, v1.disk) == p->size);
+    return to_hex(sha256(buf));
+  }
+  // What systemd-boot does when it boots an entry with a boot counter: +N-M -> +(N-1)-(M+1).
+  std::string loader_boots() const {
+    json s = status();
+    std::string slot = s["next_boot"];
+    auto e = esp();
+    std::regex counted("osup-" + slot + "\\+(\\d+)(?:-(\\d+))?\\.conf");
+    for (const std::string& f : e->list("/loader/entries")) {
+      std::smatch m;
+      if (std::regex_match(f, m, counted)) {
+        int left = std::stoi(m[1]), done = m[2].matched ? std::stoi(m[2]) : 0;
+        if (left > 0)
+          e->rename("/loader/entries/" + f, "/loader/entries/osup-" + slot + "+" +
+                                                std::to_string(left - 1) + "-" +
+                                                std::to_string(done + 1) + ".conf");
+      }
+    }
+    return slot;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("switch, boot counting, mark-good and rollback on a real disk image", "[integration]") {
+  for (Arch arch : {Arch::x86_64, Arch::aarch64}) {
+    DYNAMIC_SECTION(arch_name(arch)) {
+      Rig rig(arch);
+      json s = rig.status();
+      CHECK(s["slots"]["a"]["state"] == "good");
+      CHECK(s["slots"]["a"]["version"] == "1.0.0");
+      CHECK(s["slots"]["b"]["state"] == "empty");
+      CHECK(s["next_boot"] == "a");
+      CHECK(s["arch"] == arch_name(arch));
+      CHECK(s["data"]["filesystem_size"].get<uint64_t>() > 0);
+
+      const std::string root_a = rig.partition_hash("root-a");
+      const std::string entry_a = rig.esp_state().at("/loader/entries/osup-a.conf");
+      auto v2 = rig.bundle("2.0.0");
+      RunResult r = rig.osup({"switch", v2.bundle});
+      INFO(r.err);
+      REQUIRE(r.exit_code == 0);
+      s = rig.status();
+      CHECK(s["slots"]["b"]["state"] == "trying");
+      CHECK(s["slots"]["b"]["tries_left"] == 3);
+      CHECK(s["slots"]["b"]["version"] == "2.0.0");
+      CHECK(s["next_boot"] == "b");
+      // The running slot and its entry were not touched.
+      CHECK(rig.partition_hash("root-a") == root_a);
+      CHECK(rig.esp_state().at("/loader/entries/osup-a.conf") == entry_a);
+      // DPS pairing: the new slot's partition UUIDs are the halves of its root hash.
+      gpt::Table t = gpt::read(rig.v1.disk);
+      std::string hash = s["slots"]["b"]["root_hash"];
+      CHECK(to_hex(t.find("root-b")->uuid.bytes) == hash.substr(0, 32));
+      CHECK(to_hex(t.find("root-b-verity")->uuid.bytes) == hash.substr(32));
+      CHECK(rig.osup({"verify", "b"}).exit_code == 0);
+      // The oracle: veritysetup accepts the slot as written.
+      {
+        test::TempDir x;
+        const gpt::Partition* rb = t.find("root-b");
+        const gpt::Partition* vb = t.find("root-b-verity");
+        for (auto [p, f] : {std::pair{rb, x / "root"}, std::pair{vb, x / "verity"}})
+          run_checked({"dd", "if=" + rig.v1.disk, "of=" + f, "bs=1M",
+                       "skip=" + std::to_string(p->start >> 20),
+                       "count=" + std::to_string(p->size >> 20), "status=none"});
+        RunResult vr = run({"veritysetup", "verify", x / "root", x / "verity", hash});
+        INFO(vr.err);
+        CHECK(vr.exit_code == 0);
+      }
+
+      // Boot b once: the loader counts a try; b then proves itself and is marked good.
+      CHECK(rig.loader_boots() == "b");
+      s = rig.status();
+      CHECK(s["slots"]["b"]["tries_left"] == 2);
+      CHECK(s["slots"]["b"]["tries_done"] == 1);
+      REQUIRE(rig.osup({"mark-good"}, "b").exit_code == 0);
+      s = rig.status();
+      CHECK(s["slots"]["b"]["state"] == "good");
+      CHECK(s["next_boot"] == "b");
+      CHECK(rig.esp_state().count("/loader/entries/osup-b.conf") == 1);
+
+      // Rollback is metadata only: a becomes next, and back again.
+      REQUIRE(rig.osup({"rollback"}, "b").exit_code == 0);
+      CHECK(rig.status()["next_boot"] == "a");
+      REQUIRE(rig.osup({"rollback"}, "a").exit_code == 0);
+      CHECK(rig.status()["next_boot"] == "b");
+      CHECK(rig.partition_hash("root-a") == root_a);
+
+      // Switching again after a rollback replaces the other slot (a, while b runs).
+      auto v3 = rig.bundle("3.0.0");
+      r = rig.osup({"switch", v3.bundle}, "b");
+      INFO(r.err);
+      REQUIRE(r.exit_code == 0);
+      s = rig.status();
+      CHECK(s["slots"]["a"]["version"] == "3.0.0");
+      CHECK(s["next_boot"] == "a");
+      // v3 never comes up: every try fails, and the loader falls back to b by itself.
+      for (int i = 0; i < 3; ++i) CHECK(rig.loader_boots() == "a");
+      s = rig.status();
+      CHECK(s["slots"]["a"]["state"] == "bad");
+      CHECK(s["next_boot"] == "b");
+      r = rig.osup({"rollback"}, "b");
+      CHECK(r.exit_code != 0);
+      CHECK_THAT(r.err, Catch::Contains("marked bad"));
+      // mark-bad on the running slot hands the next boot to the other, good one... which is bad
+      // here, so instead check mark-bad on a fresh trying slot below.
+      REQUIRE(rig.osup({"rollback", "--force"}, "b").exit_code == 0);
+    }
+  }
+}
+
+TEST_CASE("mark-bad makes the loader pass over a trying slot", "[integration]") {
+  Rig rig(Arch::x86_64);
+  REQUIRE(rig.osup({"switch", rig.bundle("2.0.0").bundle}).exit_code == 0);
+  CHECK(rig.loader_boots() == "b");
+  REQUIRE(rig.osup({"mark-bad"}, "b").exit_code == 0);
+  json s = rig.status();
+  CHECK(s["slots"]["b"]["state"] == "bad");
+  CHECK(s["next_boot"] == "a");
+}
+
+TEST_CASE("switch reads a bundle from stdin", "[integration]") {
+  Rig rig(Arch::x86_64);
+  auto v2 = rig.bundle("2.0.0");
+  RunResult r = run({"sh", "-c",
+                     "cat '" + v2.bundle + "' | '" + test::osup_exe() + "' --disk '" + rig.v1.disk +
+                         "' --keys '" + rig.key.trust_dir + "' switch -"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(rig.status()["slots"]["b"]["version"] == "2.0.0");
+}
+
+TEST_CASE("bad bundles are refused before anything is written", "[integration]") {
+  Rig rig(Arch::x86_64);
+  test::TempDir x;
+  auto v2 = rig.bundle("2.0.0");
+  const auto esp_before = rig.esp_state();
+  const std::string root_b = rig.partition_hash("root-b");
+
+  auto expect_refused = [&](const std::string& bundle, const std::string& why,
+                            std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"switch", bundle};
+    args.insert(args.end(), extra.begin(), extra.end());
+    RunResult r = rig.osup(args);
+    INFO(bundle << ": " << r.err);
+    CHECK(r.exit_code != 0);
+    CHECK_THAT(r.err, Catch::Contains(why));
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);  // one line
+    CHECK(rig.esp_state() == esp_before);
+    CHECK(rig.status()["next_boot"] == "a");
+  };
+  auto copy_with = [&](const std::string& name, auto mutate) {
+    std::string path = x / name;
+    std::string bytes = read_text_file(v2.bundle);
+    mutate(bytes);
+    atomic_write_file(path, bytes);
+    return path;
+  };
+
+  // Unsigned / wrongly signed / tampered manifest.
+  test::TestKey other = test::make_key(x / "other");
+  auto foreign = test::build_tiny_image(x.path(), Arch::x86_64, "2.0.0", other);
+  expect_refused(foreign.bundle, "not signed by a trusted key");
+  expect_refused(copy_with("tampered.osup",
+                           [](std::string& b) {
+                             auto at = b.find("\"2.0.0\"");
+                             REQUIRE(at != std::string::npos);
+                             b[at + 1] = '9';
+                           }),
+                 "signature");
+  // Not a bundle at all, and a bundle cut short in its header.
+  expect_refused(rig.v1.manifest, "not an osup bundle");
+  expect_refused(copy_with("short.osup", [](std::string& b) { b.resize(700); }), "");
+  // Wrong arch, wrong product, downgrade, too large for the slot.
+  expect_refused(test::build_tiny_image(x.path(), Arch::aarch64, "2.0.0", rig.key).bundle,
+                 "aarch64");
+  expect_refused(rig.bundle("2.0.0", "other").bundle, "tiny-x86_64");
+  expect_refused(rig.bundle("0.9.0").bundle, "--allow-downgrade");
+  {
+    test::TempDir big;
+    test::make_busybox_rootfs(Arch::x86_64, big / "rootfs-x86_64");
+    test::write_random_file(big / "rootfs-x86_64/usr/lib/blob", 80 << 20, 3);
+    std::string spec = big / "big.json";
+    atomic_write_file(spec, R"({"name":"tiny","version":"5.0.0","arch":"x86_64",
+      "rootfs":{"directory":"rootfs-x86_64"},"disk":{"size":"1G","esp":"64M","slot":"256M"}})");
+    run_checked({test::osup_build_exe(), "image", spec, "--key", rig.key.private_key, "--out",
+                 big / "out"});
+    expect_refused(big / "out/tiny-5.0.0-x86_64.osup", "slot root-b holds");
+  }
+  // A corrupt payload is only seen while streaming: the target slot is empty here, so its
+  // (absent) entry stays absent and the loader's choice never moves.
+  std::string corrupt = copy_with("corrupt.osup", [](std::string& b) { b[b.size() - 20000] ^= 1; });
+  RunResult r = rig.osup({"switch", corrupt});
+  CHECK(r.exit_code != 0);
+  CHECK(rig.esp_state() == esp_before);
+  CHECK(rig.status()["next_boot"] == "a");
+  std::string truncated = copy_with("trunc.osup", [](std::string& b) { b.resize(b.size() / 2); });
+  r = rig.osup({"switch", truncated});
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, Catch::Contains("truncated") || Catch::Contains("unexpected end") ||
+                        Catch::Contains("missing"));
+  CHECK(rig.esp_state() == esp_before);
+  // And after all that, the good bundle still installs.
+  REQUIRE(rig.osup({"switch", v2.bundle}).exit_code == 0);
+  CHECK(rig.partition_hash("root-b") != root_b);
+}
+
+TEST_CASE("two osup runs on one disk cannot interleave", "[integration]") {
+  Rig rig(Arch::x86_64);
+  auto v2 = rig.bundle("2.0.0");
+  // Hold the lock with a switch whose bundle arrives only after two seconds.
+  RunResult holder = run({"sh", "-c",
+                          "((sleep 2; cat '" + v2.bundle + "') | '" + test::osup_exe() +
+                              "' --disk '" + rig.v1.disk + "' --keys '" + rig.key.trust_dir +
+                              "' switch - > /dev/null 2>&1 &) ; sleep 0.5"});
+  REQUIRE(holder.exit_code == 0);
+  RunResult second = rig.osup({"switch", v2.bundle});
+  CHECK(second.exit_code != 0);
+  CHECK_THAT(second.err, Catch::Contains("another osup is already working"));
+  // The first one completes once its bundle arrives.
+  for (int i = 0; i < 100 && rig.status()["slots"]["b"]["state"] != "trying"; ++i)
+    run_checked({"sleep", "0.2"});
+  CHECK(rig.status()["slots"]["b"]["version"] == "2.0.0");
+}
