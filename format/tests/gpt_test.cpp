@@ -1,14 +1,20 @@
 // GPT through libfdisk, checked against sfdisk as the independent reader.
 #include "format/gpt.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "format/disk_layout.h"
 #include "format/error.h"
+#include "format/fd.h"
 #include "format/size.h"
 #include "tests/support/test_support.h"
 
@@ -140,6 +146,25 @@ TEST_CASE("gpt set_partition_uuid changes only that partition", "[unit]") {
 
   CHECK_THROWS_WITH(gpt::set_partition_uuid(img, 9, fresh),
                     img + " has no partition 9; is it an osup disk?");
+}
+
+TEST_CASE("gpt set_partition_uuid waits for the device lock", "[unit]") {
+  test::TempDir dir;
+  const std::string img = dir / "disk.img";
+  (void)gpt::create(img, 64 * MiB, Uuid::derived("t", "disk"), sample_partitions());
+  // Another partitioner (here: a separate open file description) holds the lock.
+  UniqueFd holder = open_file(img, O_RDONLY);
+  REQUIRE(::flock(holder.get(), LOCK_EX) == 0);
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    ::flock(holder.get(), LOCK_UN);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  gpt::set_partition_uuid(img, 1, Uuid::derived("t", "new"));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  release.join();
+  CHECK(waited >= std::chrono::milliseconds(300));
+  CHECK(gpt::read(img).by_number(1)->uuid == Uuid::derived("t", "new"));
 }
 
 TEST_CASE("gpt read refuses files without a GPT", "[unit]") {
