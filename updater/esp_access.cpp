@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "format/error.h"
+#include "format/fault.h"
 #include "format/fd.h"
 #include "format/process.h"
 
@@ -43,6 +44,13 @@ std::string checked(const std::string& path) {
     pos = next;
   }
   return path;
+}
+
+// Crash tests stop the process here (format/fault.h): each rename or removal on the
+// ESP is a step after which a power cut must leave a bootable machine.
+void fault_point(const char* op, const std::string& path) {
+  const std::string name = std::string("esp ") + op + " " + path;
+  fault::point(name.c_str());
 }
 
 std::string parent_of(const std::string& path) {
@@ -85,11 +93,17 @@ class MountedEsp final : public EspAccess {
   }
 
   void write_atomic(const std::string& path, std::string_view content) override {
-    atomic_write_file(host_path(path), content);
+    const std::string tmp = host_path(path) + ".tmp";
+    {
+      UniqueFd out = open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      write_all(out.get(), std::as_bytes(std::span(content.data(), content.size())), tmp);
+      fsync_fd(out.get(), tmp);
+    }
+    rename(path + ".tmp", path);
   }
 
   void copy_in(const std::string& host_file, const std::string& path) override {
-    const std::string target = host_path(path), tmp = target + ".tmp";
+    const std::string tmp = host_path(path) + ".tmp";
     {
       UniqueFd in = open_file(host_file, O_RDONLY);
       UniqueFd out = open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -101,11 +115,11 @@ class MountedEsp final : public EspAccess {
       }
       fsync_fd(out.get(), tmp);
     }
-    if (::rename(tmp.c_str(), target.c_str()) < 0) fail_errno("rename " + tmp, errno);
-    fsync_dir(parent_of(target));
+    rename(path + ".tmp", path);
   }
 
   void rename(const std::string& from, const std::string& to) override {
+    fault_point("rename", to);
     const std::string f = host_path(from), t = host_path(to);
     if (::rename(f.c_str(), t.c_str()) < 0) fail_errno("rename " + f + " to " + t, errno);
     fsync_dir(parent_of(t));
@@ -114,6 +128,7 @@ class MountedEsp final : public EspAccess {
 
   void remove(const std::string& path) override {
     const std::string host = host_path(path);
+    if (::access(host.c_str(), F_OK) == 0) fault_point("remove", path);
     if (::unlink(host.c_str()) < 0) {
       if (errno == ENOENT) return;
       fail_errno("remove " + host, errno);
@@ -193,6 +208,7 @@ class ImageEsp final : public EspAccess {
   }
 
   void rename(const std::string& from, const std::string& to) override {
+    fault_point("rename", to);
     // mmove -D o replaces an existing target; within one directory it rewrites the
     // directory entry in place.
     check("mmove", to,
@@ -201,6 +217,8 @@ class ImageEsp final : public EspAccess {
   }
 
   void remove(const std::string& path) override {
+    if (!exists(path)) return;
+    fault_point("remove", path);
     RunResult r = mtool({"mdel", "-i", spec_, "::" + checked(path)});
     if (r.exit_code != 0 && !not_found(r)) failed("mdel", path, r);
     sync();

@@ -3,7 +3,8 @@
 // or an unmounted block device (`osup --disk`, the builder).
 //
 // Paths are absolute inside the ESP ("/loader/entries/osup-a.conf"). FAT compares names
-// case-insensitively; list() returns names as the file system stores them.
+// case-insensitively; list() returns names as the file system stores them. Every rename
+// (also the one that ends write_atomic/copy_in) and every removal is a fault::point().
 #pragma once
 
 #include <cstdint>
