@@ -154,7 +154,9 @@ std::string cache_root(const DebootstrapSource& d) {
   return "/var/cache/osup";
 }
 
-std::string debootstrap_cache_file(const DebootstrapSource& d, Arch arch) {
+}  // namespace
+
+std::string debootstrap_cache_path(const DebootstrapSource& d, Arch arch) {
   Sha256 h;
   auto add = [&](const std::string& s) {
     h.update(s);
@@ -173,6 +175,8 @@ std::string debootstrap_cache_file(const DebootstrapSource& d, Arch arch) {
   return cache_root(d) + "/debootstrap/" + d.suite + "-" + debian_arch(arch) + "-" +
          to_hex(dg).substr(0, 16) + ".tar.zst";
 }
+
+namespace {
 
 void check_binfmt(Arch arch) {
   if (arch == host_arch()) return;
@@ -210,7 +214,7 @@ void run_debootstrap(const DebootstrapSource& d, Arch arch, const std::string& d
 }
 
 void populate_debootstrap(const DebootstrapSource& d, Arch arch, const std::string& dest) {
-  const std::string cached = debootstrap_cache_file(d, arch);
+  const std::string cached = debootstrap_cache_path(d, arch);
   if (fs::exists(cached)) {
     with_context("extracting cached debootstrap " + cached, [&] { extract_tarball(cached, dest); });
     return;
@@ -270,7 +274,7 @@ void extract_tarball(const std::string& tarball, const std::string& dest) {
 
 void create_tarball(const std::string& dir, const std::string& out) {
   (void)require_tool("zstd");  // tar --zstd runs it; say which package is missing up front
-  const std::string tmp = out + ".tmp";
+  const std::string tmp = out + ".tmp." + std::to_string(::getpid());  // parallel builds
   run_checked({"tar", "--create", "--file=" + tmp, "--zstd", "--numeric-owner", "--xattrs",
                "--xattrs-include=*", "--acls", "--sparse", "-C", dir, "."});
   if (::rename(tmp.c_str(), out.c_str()) != 0) fail_errno("rename " + tmp + " to " + out, errno);
@@ -347,7 +351,10 @@ for n in null zero full random urandom tty; do
   : > "$r/dev/$n"; mount --bind "/dev/$n" "$r/dev/$n"
 done
 ln -s /proc/self/fd "$r/dev/fd"; mkdir "$r/dev/pts" "$r/dev/shm"
-exec chroot "$r" /bin/sh -c "$hook"
+# A clean environment: nothing of the build host's (TMPDIR, LANG, ...) leaks into the image.
+exec env -i PATH="$PATH" HOME=/root LC_ALL=C DEBIAN_FRONTEND=noninteractive TERM="${TERM:-dumb}" \
+  OSUP_IMAGE_NAME="$OSUP_IMAGE_NAME" OSUP_IMAGE_VERSION="$OSUP_IMAGE_VERSION" \
+  OSUP_IMAGE_ARCH="$OSUP_IMAGE_ARCH" chroot "$r" /bin/sh -c "$hook"
 )";
   for (size_t i = 0; i < spec.hooks.size(); ++i) {
     const std::string hook = spec.hooks[i].string();
@@ -369,10 +376,7 @@ exec chroot "$r" /bin/sh -c "$hook"
       opts.env = {{"OSUP_IMAGE_NAME", spec.name},
                   {"OSUP_IMAGE_VERSION", spec.version},
                   {"OSUP_IMAGE_ARCH", arch_name(spec.arch)},
-                  {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-                  {"DEBIAN_FRONTEND", "noninteractive"},
-                  {"LC_ALL", "C"},
-                  {"HOME", "/root"}};
+                  {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}};
       RunResult r = run({"unshare", "--mount", "--propagation", "private", "sh", "-c", kSetup,
                          "osup-hook", fs::absolute(dest).string(), inside},
                         opts);

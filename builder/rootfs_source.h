@@ -14,6 +14,10 @@ namespace osup::build {
 // the SHA-256 of the bootstrap parameters. The overlay and hooks are separate steps.
 void populate_rootfs(const Spec& spec, const std::string& dest);
 
+// Where populate_rootfs keeps (or finds) the finished bootstrap for D on ARCH:
+// <cache>/debootstrap/<suite>-<debian arch>-<first 16 hex of the parameters' SHA-256>.tar.zst.
+[[nodiscard]] std::string debootstrap_cache_path(const DebootstrapSource& d, Arch arch);
+
 // Extracts a tar (optionally gz/xz/zst/bz2 compressed) into DEST, keeping owners, modes,
 // xattrs, ACLs and device nodes. Refuses absolute names, '..' components, hard links
 // leaving DEST and anything written through a symlink (absolute symlink *targets* are fine:

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -73,8 +74,15 @@ std::optional<std::string> find_tool(const std::string& name) {
     if (::access(name.c_str(), X_OK) == 0) return name;
     return std::nullopt;
   }
-  std::string path = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
-  path += ":/usr/sbin:/sbin:/usr/local/sbin";
+  // OSUP_TOOL_PATH replaces the whole search path, so tests can simulate a missing tool
+  // that lives in an sbin directory.
+  std::string path;
+  if (const char* o = getenv("OSUP_TOOL_PATH")) {
+    path = o;
+  } else {
+    path = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
+    path += ":/usr/sbin:/sbin:/usr/local/sbin";
+  }
   std::stringstream ss(path);
   std::string dir;
   while (std::getline(ss, dir, ':')) {
@@ -95,6 +103,13 @@ std::string require_tool(const std::string& name) {
 
 RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   if (argv.empty()) fail("run: empty command");
+  // A child that exits without reading all its input must not kill us with SIGPIPE;
+  // the write then fails with EPIPE, which the loop below handles.
+  static const bool sigpipe_ignored = [] {
+    ::signal(SIGPIPE, SIG_IGN);
+    return true;
+  }();
+  (void)sigpipe_ignored;
   const std::string exe = require_tool(argv[0]);
 
   int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};

@@ -23,7 +23,8 @@ struct RunResult {
   std::string err;
 };
 
-// Absolute path of a tool from PATH (plus /sbin, /usr/sbin), or nullopt.
+// Absolute path of a tool from PATH (plus /sbin, /usr/sbin), or nullopt. $OSUP_TOOL_PATH,
+// when set, replaces that search path (tests simulate missing tools with it).
 [[nodiscard]] std::optional<std::string> find_tool(const std::string& name);
 
 // Like find_tool, but throws "mkfs.erofs not found; install the Debian package erofs-utils".

@@ -269,6 +269,7 @@ TEST_CASE("rootfs: hooks run inside the rootfs with the image's environment", "[
                                     "echo \"$OSUP_IMAGE_NAME $OSUP_IMAGE_VERSION $OSUP_IMAGE_ARCH\""
                                     " > /etc/built-by\n"
                                     "ls /proc/self/ > /etc/proc-listing\n"
+                                    "echo \"[$TMPDIR][$HOME]\" > /etc/env-check\n"
                                     "echo hi > /dev/null\n";
   std::ofstream(t / "20-fail.sh") << "echo 'something broke' >&2\nexit 3\n";
   b::Spec spec;
@@ -276,9 +277,17 @@ TEST_CASE("rootfs: hooks run inside the rootfs with the image's environment", "[
   spec.version = "1.2.3";
   spec.arch = osup::host_arch();
   spec.hooks = {t / "10-env.sh"};
+  const char* tmp = std::getenv("TMPDIR");
+  const std::optional<std::string> old_tmp = tmp ? std::optional<std::string>(tmp) : std::nullopt;
+  ::setenv("TMPDIR", "/nonexistent-host-tmp", 1);
   b::run_hooks(spec, root);
+  if (old_tmp)
+    ::setenv("TMPDIR", old_tmp->c_str(), 1);
+  else
+    ::unsetenv("TMPDIR");
   CHECK(slurp(root + "/etc/built-by") == "demo 1.2.3 " + osup::arch_name(osup::host_arch()) + "\n");
   CHECK_THAT(slurp(root + "/etc/proc-listing"), Catch::Contains("cmdline"));
+  CHECK(slurp(root + "/etc/env-check") == "[][/root]\n");  // the host's TMPDIR stays out
   CHECK_FALSE(lexists(root + "/tmp/osup-hook-0"));
   // The namespace's mounts are gone: nothing of root is mounted on the host.
   CHECK_THAT(slurp("/proc/self/mountinfo"), !Catch::Contains(root));
@@ -467,6 +476,62 @@ TEST_CASE("rootfs: find_kernel picks the newest kernel and its initrd", "[unit]"
   CHECK(k->kernel == s + "/srv/vmlinuz-6.5.0-arm64");
   CHECK(k->initrd == s + "/srv/initrd");
   CHECK(k->version == "6.5.0-arm64");
+}
+
+TEST_CASE("rootfs: debootstrap results come from the cache keyed by their parameters", "[unit]") {
+  TempDir t;
+  b::DebootstrapSource d;
+  d.cache = t / "cache";
+  d.packages = {"systemd", "udev"};
+  const std::string path = b::debootstrap_cache_path(d, osup::Arch::aarch64);
+  CHECK_THAT(path, Catch::StartsWith(t / "cache/debootstrap/bookworm-arm64-") &&
+                       Catch::EndsWith(".tar.zst"));
+  auto other = d;
+  other.packages = {"udev", "systemd"};  // order does not matter
+  CHECK(b::debootstrap_cache_path(other, osup::Arch::aarch64) == path);
+  other.packages = {"udev"};
+  CHECK(b::debootstrap_cache_path(other, osup::Arch::aarch64) != path);
+  other = d;
+  other.mirror = "http://mirror.example/debian";
+  CHECK(b::debootstrap_cache_path(other, osup::Arch::aarch64) != path);
+  CHECK(b::debootstrap_cache_path(d, osup::Arch::x86_64) != path);
+  ::setenv("OSUP_CACHE_DIR", (t / "env-cache").c_str(), 1);
+  other = d;
+  other.cache.reset();
+  CHECK_THAT(b::debootstrap_cache_path(other, osup::Arch::aarch64),
+             Catch::StartsWith(t / "env-cache/debootstrap/"));
+  ::unsetenv("OSUP_CACHE_DIR");
+
+  // A cached foreign-arch rootfs is used as is: no debootstrap, no network.
+  osup::test::make_busybox_rootfs(osup::Arch::aarch64, t / "bb");
+  REQUIRE(::chown((t / "bb/etc/hostname").c_str(), 42, 43) == 0);
+  fs::create_directories(fs::path(path).parent_path());
+  b::create_tarball(t / "bb", path);
+  b::Spec spec;
+  spec.arch = osup::Arch::aarch64;
+  spec.rootfs = d;
+  b::populate_rootfs(spec, t / "dest");
+  CHECK_NOTHROW(b::check_rootfs_arch(t / "dest", osup::Arch::aarch64));
+  struct stat st {};
+  REQUIRE(::stat((t / "dest/etc/hostname").c_str(), &st) == 0);
+  CHECK(st.st_uid == 42);
+  CHECK(st.st_gid == 43);
+}
+
+TEST_CASE("rootfs: a missing debootstrap names its Debian package", "[unit]") {
+  TempDir t;
+  fs::create_directories(t / "empty");
+  b::DebootstrapSource d;
+  d.cache = t / "cache";
+  b::Spec spec;
+  spec.arch = osup::host_arch();
+  spec.rootfs = d;
+  ::setenv("OSUP_TOOL_PATH", (t / "empty").c_str(), 1);  // debootstrap is in /usr/sbin
+  std::string err = error_of([&] { b::populate_rootfs(spec, t / "dest"); });
+  ::unsetenv("OSUP_TOOL_PATH");
+  CHECK(err ==
+        "bootstrapping Debian: debootstrap not found; install the Debian package debootstrap "
+        "(apt-get install debootstrap)");
 }
 
 TEST_CASE("rootfs: debootstrap a minbase bookworm for the host arch, then from the cache",
