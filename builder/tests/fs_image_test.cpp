@@ -2,6 +2,7 @@
 #include "builder/fs_image.h"
 
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -30,6 +31,8 @@ void make_tree(const std::string& dir) {
   REQUIRE(::chown((dir + "/etc/owned").c_str(), 1234, 4321) == 0);
   fs::permissions(dir + "/etc/owned", fs::perms(0640));
   osup::test::write_random_file(dir + "/usr/lib/blob", 300 * 1024, 7);
+  // File capabilities (ping's cap_net_raw) live in xattrs and must survive packing.
+  REQUIRE(::setxattr((dir + "/etc/owned").c_str(), "user.osup", "hello", 5, 0) == 0);
   b::prepare_rootfs(dir, {"demo", "1.0", "", "", kEpoch});
 }
 
@@ -82,6 +85,8 @@ TEST_CASE("fs image: erofs passes fsck.erofs and extracts to the same tree", "[u
     CHECK(st.st_uid == 1234);
     CHECK(st.st_gid == 4321);
     CHECK((st.st_mode & 0777) == 0640);
+    auto inode = osup::run_checked({"dump.erofs", "--path=/etc/owned", t / "root.erofs"});
+    CHECK_THAT(inode.out, Catch::Contains("Xattr size: ") && !Catch::Contains("Xattr size: 0"));
     auto sb = osup::run_checked({"dump.erofs", "-s", t / "root.erofs"});
     CHECK_THAT(sb.out, Catch::Contains(osup::Uuid::derived("demo-1.0", "rootfs").str()));
   }
@@ -125,6 +130,10 @@ TEST_CASE("fs image: squashfs keeps owners and lists every file", "[unit]") {
     CHECK_THAT(list.out, Catch::Contains("-rw-r----- 1234/4321") &&
                              Catch::Contains("squashfs-root/etc/owned"));
     CHECK_THAT(list.out, Catch::Contains("squashfs-root/bin/sh -> busybox"));
+    osup::run_checked({"unsquashfs", "-d", t / "out", t / "root.sqfs"});
+    char value[8] = {};
+    CHECK(::getxattr((t / "out/etc/owned").c_str(), "user.osup", value, sizeof value) == 5);
+    CHECK(std::string(value) == "hello");
     auto stat = osup::run_checked({"unsquashfs", "-s", t / "root.sqfs"});
     if (comp != "none") CHECK_THAT(stat.out, Catch::Contains("Compression " + comp));
   }
