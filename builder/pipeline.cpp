@@ -73,7 +73,7 @@ ImageOutputs build_image(const ImageOptions& opts) {
   StepLog log(opts.progress);
   Spec spec = load_spec(opts.spec_path);
   if (opts.version) spec.version = *opts.version;
-  if (opts.arch) spec.arch = *opts.arch;
+  if (opts.arch) override_arch(spec, *opts.arch);
   if (spec.compatible.empty()) spec.compatible = spec.name + "-" + arch_name(spec.arch);
   // Load the key first: a wrong key should fail in a second, not after a 10-minute build.
   sig::PrivateKey key = with_context("signing key " + opts.key_path,

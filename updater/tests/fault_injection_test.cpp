@@ -112,7 +112,8 @@ TEST_CASE("switch, rollback and mark-good survive a fault at every step", "[inte
                                          {"switch", v2.bundle}, "a");
   REQUIRE(switch_points >= 8);
   for (int k = 1; k <= switch_points; ++k) {
-    DYNAMIC_SECTION("switch fault " << k) {
+    INFO("switch interrupted at fault point " << k);
+    {
       Disk d = copy_disk(v1.disk, dir / "f.img", key.trust_dir);
       RunResult r = d.osup({"switch", v2.bundle}, {{"OSUP_FAULT_AT", std::to_string(k)}}, "a");
       CHECK(r.exit_code == 97);

@@ -1,0 +1,209 @@
+// osup-build as users run it, with the real tools as oracles: sfdisk, fsck.erofs,
+// fsck.vfat, e2fsck, veritysetup and systemd-dissect.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "format/fd.h"
+#include "format/gpt.h"
+#include "format/sha256.h"
+#include "tests/support/test_support.h"
+
+#include <sys/stat.h>
+
+using namespace osup;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Copies one partition of a disk image into its own file, for tools that want a device.
+std::string extract_partition(const std::string& disk, const std::string& label,
+                              const std::string& out) {
+  gpt::Table t = gpt::read(disk);
+  const gpt::Partition* p = t.find(label);
+  REQUIRE(p);
+  run_checked({"dd", "if=" + disk, "of=" + out, "bs=1M", "skip=" + std::to_string(p->start >> 20),
+               "count=" + std::to_string(p->size >> 20), "status=none", "conv=sparse"});
+  return out;
+}
+
+RunResult build(const std::string& spec, const test::TestKey& key, const std::string& out,
+                std::vector<std::string> extra = {}, std::map<std::string, std::string> env = {}) {
+  std::vector<std::string> argv = {test::osup_build_exe(), "image", spec, "--key",
+                                   key.private_key,        "--out", out};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return run(argv, {.env = env});
+}
+
+void write_spec(const std::string& path, const std::string& body) { std::ofstream(path) << body; }
+
+}  // namespace
+
+TEST_CASE("osup-build image makes disks the real tools accept, for both arches", "[integration]") {
+  test::TempDir dir;
+  test::TestKey key = test::make_key(dir / "key");
+  for (Arch arch : {Arch::x86_64, Arch::aarch64}) {
+    DYNAMIC_SECTION(arch_name(arch)) {
+      test::TestImage img = test::build_tiny_image(dir.path(), arch, "1.0.0", key);
+      json manifest = json::parse(read_text_file(img.manifest));
+      const std::string hash = manifest["verity"]["root_hash"];
+
+      // Partition table: labels, DPS types for the arch, 1 MiB alignment, pairing rule.
+      json sf = json::parse(run_checked({"sfdisk", "--json", img.disk}).out);
+      auto parts = sf["partitiontable"]["partitions"];
+      REQUIRE(parts.size() == 6);
+      std::vector<std::string> labels;
+      for (auto& p : parts) {
+        labels.push_back(p["name"]);
+        CHECK(p["start"].get<uint64_t>() % 2048 == 0);
+      }
+      CHECK(labels == std::vector<std::string>{"esp", "root-a", "root-a-verity", "root-b",
+                                               "root-b-verity", "data"});
+      const bool x86 = arch == Arch::x86_64;
+      CHECK(parts[1]["type"] == (x86 ? "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+                                     : "B921B045-1DF0-41C3-AF44-4C6F280D3FAE"));
+      CHECK(parts[2]["type"] == (x86 ? "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5"
+                                     : "DF3300CE-D69F-4C92-978C-9BFB0F38D820"));
+      CHECK(parts[0]["type"] == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+      CHECK(parts[5]["type"] == "4D21B016-B534-45C2-A9FB-5C16E091FD2D");
+      std::string root_uuid = parts[1]["uuid"], verity_uuid = parts[2]["uuid"];
+      root_uuid.erase(std::remove(root_uuid.begin(), root_uuid.end(), '-'), root_uuid.end());
+      verity_uuid.erase(std::remove(verity_uuid.begin(), verity_uuid.end(), '-'), verity_uuid.end());
+      std::transform(root_uuid.begin(), root_uuid.end(), root_uuid.begin(), ::tolower);
+      std::transform(verity_uuid.begin(), verity_uuid.end(), verity_uuid.begin(), ::tolower);
+      CHECK(root_uuid + verity_uuid == hash);
+      // Sparse output.
+      CHECK(fs::file_size(img.disk) > 4 * 1024 * 1024 * 50ULL);
+      struct stat st {};
+      REQUIRE(::stat(img.disk.c_str(), &st) == 0);
+      CHECK(static_cast<uint64_t>(st.st_blocks) * 512 < fs::file_size(img.disk) / 4);
+
+      // Each filesystem passes its own checker; the slot passes veritysetup.
+      test::TempDir x;
+      CHECK(run({"fsck.erofs", extract_partition(img.disk, "root-a", x / "root")}).exit_code == 0);
+      extract_partition(img.disk, "root-a-verity", x / "verity");
+      RunResult v = run({"veritysetup", "verify", x / "root", x / "verity", hash});
+      INFO(v.err);
+      CHECK(v.exit_code == 0);
+      CHECK(run({"fsck.vfat", "-n", extract_partition(img.disk, "esp", x / "esp")}).exit_code == 0);
+      CHECK(run({"e2fsck", "-fn", extract_partition(img.disk, "data", x / "data")}).exit_code == 0);
+      // The ESP carries the slot's kernel, initrd, signed manifest and its loader entry.
+      RunResult dirl = run({"mdir", "-b", "-i", x / "esp", "::/osup/a"}, {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
+      CHECK_THAT(dirl.out, Catch::Contains("vmlinuz") && Catch::Contains("initrd") &&
+                               Catch::Contains("manifest.json"));
+      RunResult entry = run({"mtype", "-i", x / "esp", "::/loader/entries/osup-a.conf"},
+                            {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
+      CHECK_THAT(entry.out, Catch::Contains("roothash=" + hash) && Catch::Contains("osup.slot=a"));
+
+      // systemd-dissect, told only the root hash, finds the paired slot and its verity.
+      RunResult d = run({"systemd-dissect", "--json=short", "--root-hash=" + hash, img.disk});
+      INFO(d.err);
+      REQUIRE(d.exit_code == 0);
+      json dj = json::parse(d.out);
+      bool found_root = false;
+      for (auto& m : dj["mounts"])
+        if (m["designator"] == "root") {
+          found_root = true;
+          CHECK(m["partition_label"] == "root-a");
+          CHECK(m["verity"] == "yes");
+          CHECK(m["architecture"] == (x86 ? "x86-64" : "arm64"));
+        }
+      CHECK(found_root);
+      CHECK_THAT(d.out, Catch::Contains("IMAGE_VERSION=1.0.0"));
+
+      // inspect agrees and checks every payload of the bundle.
+      json ij = json::parse(run_checked({test::osup_build_exe(), "inspect", img.bundle, "--pubkey",
+                                         key.public_key, "--json"})
+                                .out);
+      CHECK(ij["signature"]["status"] == "valid");
+      CHECK(ij["payloads_verified"] == true);
+      CHECK(ij["manifest"]["arch"] == arch_name(arch));
+      json dj2 = json::parse(run_checked({test::osup_build_exe(), "inspect", img.disk, "--pubkey",
+                                          key.public_key, "--json"})
+                                 .out);
+      CHECK(dj2["slots"]["a"]["state"] == "good");
+      CHECK(dj2["slots"]["a"]["signature"]["status"] == "valid");
+      CHECK(dj2["slots"]["b"]["state"] == "empty");
+    }
+  }
+}
+
+TEST_CASE("osup-build is reproducible under SOURCE_DATE_EPOCH", "[integration]") {
+  test::TempDir dir;
+  test::TestKey key = test::make_key(dir / "key");
+  test::make_busybox_rootfs(Arch::x86_64, dir / "rootfs", true);
+  write_spec(dir / "s.json", R"({"name":"r","version":"1.0","arch":"x86_64",
+    "rootfs":{"directory":"rootfs"},"disk":{"size":"320M","esp":"64M","slot":"64M"}})");
+  std::map<std::string, std::string> env = {{"SOURCE_DATE_EPOCH", "1700000000"}};
+  REQUIRE(build(dir / "s.json", key, dir / "o1", {}, env).exit_code == 0);
+  // Touch the source tree: clamped mtimes must hide it.
+  run_checked({"touch", dir / "rootfs/etc/os-release"});
+  REQUIRE(build(dir / "s.json", key, dir / "o2", {}, env).exit_code == 0);
+  for (std::string f : {"r-1.0-x86_64.manifest.json", "r-1.0-x86_64.osup", "r-1.0-x86_64.img"}) {
+    INFO(f);
+    CHECK(sha256_file(dir / "o1/" + f) == sha256_file(dir / "o2/" + f));
+  }
+  // A changed file changes the root image.
+  std::ofstream(dir / "rootfs/etc/motd") << "hello\n";
+  REQUIRE(build(dir / "s.json", key, dir / "o3", {}, env).exit_code == 0);
+  CHECK(json::parse(read_text_file(dir / "o1/r-1.0-x86_64.manifest.json"))["verity"]["root_hash"] !=
+        json::parse(read_text_file(dir / "o3/r-1.0-x86_64.manifest.json"))["verity"]["root_hash"]);
+}
+
+TEST_CASE("osup-build gives one-line errors for bad input", "[integration]") {
+  test::TempDir dir;
+  test::TestKey key = test::make_key(dir / "key");
+  test::make_busybox_rootfs(Arch::x86_64, dir / "rootfs");
+  auto expect_error = [&](const RunResult& r, const std::string& what) {
+    INFO(r.err);
+    CHECK(r.exit_code != 0);
+    CHECK_THAT(r.err, Catch::Contains(what));
+    // One error line (warnings about the test rootfs having no kernel may precede it).
+    size_t errors = 0, at = 0;
+    for (size_t nl; (nl = r.err.find('\n', at)) != std::string::npos; at = nl + 1)
+      if (r.err.compare(at, 21, "osup-build: warning: ") != 0) ++errors;
+    CHECK(errors == 1);
+  };
+  const std::string good = R"({"name":"e","version":"1.0","arch":"x86_64",
+    "rootfs":{"directory":"rootfs"},"disk":{"size":"320M","esp":"64M","slot":"64M"}})";
+  write_spec(dir / "ok.json", good);
+
+  write_spec(dir / "bad.json", R"({"name":"e","version":"1.0","rootfs":{"directory":"rootfs"},
+    "disk":{"size":"2Q"}})");
+  expect_error(build(dir / "bad.json", key, dir / "o"), "disk.size");
+  write_spec(dir / "small.json", R"({"name":"e","version":"1.0","rootfs":{"directory":"rootfs"},
+    "disk":{"size":"200M","esp":"64M","slot":"64M"}})");
+  RunResult small = build(dir / "small.json", key, dir / "o");
+  expect_error(small, "too small");
+  CHECK_THAT(small.err, Catch::Contains("MiB"));
+  expect_error(build(dir / "ok.json", key, dir / "o", {"--arch", "aarch64"}), "aarch64");
+  expect_error(run({test::osup_build_exe(), "image", dir / "ok.json", "--key", dir / "nokey.pem",
+                    "--out", dir / "o"}),
+               "nokey.pem");
+  expect_error(run({test::osup_build_exe(), "image", dir / "ok.json", "--out", dir / "o"}),
+               "--key is required");
+  expect_error(run({test::osup_build_exe(), "inspect", dir / "ok.json"}), "neither");
+
+  // A missing tool names the Debian package to install.
+  fs::create_directories(dir / "bin");
+  for (const auto& e : fs::directory_iterator("/usr/bin"))
+    if (e.path().filename() != "mkfs.erofs") fs::create_symlink(e.path(), dir / "bin" / e.path().filename());
+  RunResult r = build(dir / "ok.json", key, dir / "o", {}, {{"PATH", dir / "bin"}});
+  expect_error(r, "erofs-utils");
+}
+
+TEST_CASE("a rootfs without a kernel still builds, with a warning", "[integration]") {
+  test::TempDir dir;
+  test::TestKey key = test::make_key(dir / "key");
+  test::make_busybox_rootfs(Arch::aarch64, dir / "rootfs");
+  write_spec(dir / "s.json", R"({"name":"k","version":"1.0","arch":"aarch64",
+    "rootfs":{"directory":"rootfs"},"disk":{"size":"320M","esp":"64M","slot":"64M"}})");
+  RunResult r = build(dir / "s.json", key, dir / "o");
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.err, Catch::Contains("will not boot"));
+  CHECK(fs::exists(dir / "o/k-1.0-aarch64.img"));
+  CHECK(fs::exists(dir / "o/k-1.0-aarch64.osup"));
+}
