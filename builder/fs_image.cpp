@@ -77,7 +77,7 @@ uint64_t make_fs_image(const std::string& root, const std::string& out, const Fs
     const uint64_t padded = align_up(size, kBlock);
     if (padded != size && ::ftruncate(fd.get(), static_cast<off_t>(padded)) != 0)
       fail_errno("pad " + out + " to 4096 bytes", errno);
-    fsync_fd(fd.get(), out);
+    // No fsync: the image is an intermediate; the pipeline syncs the bundle and disk it feeds.
     return padded;
   });
 }

@@ -45,7 +45,7 @@ int cmd_keygen(const std::vector<std::string>& args) {
 int cmd_image(const std::vector<std::string>& args) {
   const std::string usage = "osup-build image SPEC.json --key KEY.pem --out DIR";
   CliArgs a("osup-build image", args, {"key", "out", "version", "arch", "workdir", "progress"},
-            {"keep-workdir"});
+            {"keep-workdir", "no-disk"});
   a.expect_positionals(1, 1, usage);
   build::ImageOptions o;
   o.spec_path = a.positionals()[0];
@@ -55,9 +55,11 @@ int cmd_image(const std::vector<std::string>& args) {
   if (auto arch = a.value("arch")) o.arch = parse_arch(*arch, "--arch");
   o.workdir = a.value("workdir");
   o.keep_workdir = a.flag("keep-workdir");
+  o.disk = !a.flag("no-disk");
   o.progress = parse_progress_mode(a.value_or("progress", "auto"));
   build::ImageOutputs out = build::build_image(o);
-  std::printf("%s\n%s\n%s\n", out.disk.c_str(), out.bundle.c_str(), out.manifest.c_str());
+  for (const std::string& f : {out.disk, out.bundle, out.manifest})
+    if (!f.empty()) std::printf("%s\n", f.c_str());
   return 0;
 }
 

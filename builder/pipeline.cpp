@@ -1,12 +1,14 @@
 #include "builder/pipeline.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "builder/disk_image.h"
 #include "builder/elf_check.h"
@@ -19,6 +21,7 @@
 #include "format/error.h"
 #include "format/fd.h"
 #include "format/manifest.h"
+#include "format/process.h"
 #include "format/signature.h"
 #include "format/size.h"
 #include "format/slot_boot.h"
@@ -45,7 +48,49 @@ class StepLog {
   bool on_;
 };
 
-void warn(const std::string& text) { std::fprintf(stderr, "osup-build: warning: %s\n", text.c_str()); }
+// OSUP_TIMING=1 prints the seconds each stage took (bench/build reports them).
+class StageClock {
+ public:
+  StageClock() : on_(std::getenv("OSUP_TIMING") != nullptr), t_(Clock::now()) {}
+  void done(const char* stage) {
+    if (!on_) return;
+    const auto now = Clock::now();
+    std::fprintf(stderr, "osup-build: timing: %-10s %7.3f s\n", stage,
+                 std::chrono::duration<double>(now - t_).count());
+    t_ = now;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  bool on_;
+  Clock::time_point t_;
+};
+
+// Removes a folder on its own thread; the destructor waits. Deleting a 200 MB rootfs copy
+// costs a few tenths of a second of kernel time that overlap with hashing and compressing.
+class BackgroundRemoval {
+ public:
+  BackgroundRemoval() = default;
+  BackgroundRemoval(const BackgroundRemoval&) = delete;
+  BackgroundRemoval& operator=(const BackgroundRemoval&) = delete;
+  ~BackgroundRemoval() { wait(); }
+  void wait() {
+    if (t_.joinable()) t_.join();
+  }
+  void start(const std::string& dir) {
+    t_ = std::thread([dir] {
+      std::error_code ec;  // what is left is removed with the workdir at the end
+      fs::remove_all(dir, ec);
+    });
+  }
+
+ private:
+  std::thread t_;
+};
+
+void warn(const std::string& text) {
+  std::fprintf(stderr, "osup-build: warning: %s\n", text.c_str());
+}
 
 std::optional<uint64_t> source_date_epoch() {
   const char* v = std::getenv("SOURCE_DATE_EPOCH");
@@ -63,6 +108,24 @@ std::optional<std::string> find_systemd_boot(const std::string& root, Arch arch)
   return std::nullopt;
 }
 
+// A directory rootfs can be hard-linked instead of copied when nothing writes into its
+// files: prepare_rootfs only unlinks and creates files, except when it clamps mtimes
+// (SOURCE_DATE_EPOCH), and hooks and overlays may write anywhere. The links share the
+// source's inodes, so mkfs.erofs makes the same image; they spare writing (and deleting)
+// the whole rootfs once more, which costs as much as a third of a build.
+void populate(const Spec& spec, const std::string& rootdir, bool epoch) {
+  const auto* dir = std::get_if<DirectorySource>(&spec.rootfs);
+  struct stat src {
+  }, dst{};
+  const bool link = dir && !epoch && !spec.overlay && spec.hooks.empty() &&
+                    ::stat(dir->path.c_str(), &src) == 0 && ::stat(rootdir.c_str(), &dst) == 0 &&
+                    src.st_dev == dst.st_dev && fs::is_empty(rootdir);
+  if (!link) return populate_rootfs(spec, rootdir);
+  with_context("linking rootfs directory " + dir->path.string(), [&] {
+    run_checked({"cp", "-al", dir->path.string() + "/.", rootdir + "/"});
+  });
+}
+
 }  // namespace
 
 std::string output_stem(const std::string& name, const std::string& version, Arch arch) {
@@ -71,6 +134,7 @@ std::string output_stem(const std::string& name, const std::string& version, Arc
 
 ImageOutputs build_image(const ImageOptions& opts) {
   StepLog log(opts.progress);
+  StageClock clock;
   Spec spec = load_spec(opts.spec_path);
   if (opts.version) spec.version = *opts.version;
   if (opts.arch) override_arch(spec, *opts.arch);
@@ -85,17 +149,20 @@ ImageOutputs build_image(const ImageOptions& opts) {
   const std::string seed = epoch ? stem + "@" + std::to_string(*epoch) : "";
 
   fs::create_directories(opts.out_dir);
-  const fs::path work = opts.workdir ? fs::path(*opts.workdir) : fs::path(opts.out_dir) / (".work-" + stem);
+  const fs::path work =
+      opts.workdir ? fs::path(*opts.workdir) : fs::path(opts.out_dir) / (".work-" + stem);
   fs::remove_all(work);
   fs::create_directories(work);
   const std::string rootdir = (work / "rootfs").string();
   fs::create_directories(rootdir);
 
   log.step("populating rootfs for " + arch_name(spec.arch));
-  with_context("populating rootfs", [&] { populate_rootfs(spec, rootdir); });
-  if (spec.overlay) with_context("applying overlay", [&] { apply_overlay(spec.overlay->string(), rootdir); });
+  with_context("populating rootfs", [&] { populate(spec, rootdir, epoch.has_value()); });
+  if (spec.overlay)
+    with_context("applying overlay", [&] { apply_overlay(spec.overlay->string(), rootdir); });
   with_context("checking rootfs", [&] { check_rootfs_arch(rootdir, spec.arch); });
   if (!spec.hooks.empty()) with_context("running hooks", [&] { run_hooks(spec, rootdir); });
+  clock.done("populate");
 
   std::optional<KernelFiles> kernel = find_kernel(rootdir);
   std::optional<std::string> loader = find_systemd_boot(rootdir, spec.arch);
@@ -117,6 +184,7 @@ ImageOutputs build_image(const ImageOptions& opts) {
   sig::PublicKey pub = sig::PublicKey::from_pem(key.public_pem(), opts.key_path);
   PrepareOptions prep{spec.name, spec.version, key.public_pem(), key.key_id(), epoch};
   with_context("preparing rootfs", [&] { prepare_rootfs(rootdir, prep); });
+  clock.done("prepare");
 
   log.step("packing root filesystem (" + spec.fs_type + ", " + spec.compression + ")");
   const std::string root_img = (work / "root.img").string();
@@ -126,6 +194,9 @@ ImageOutputs build_image(const ImageOptions& opts) {
   if (root_size > spec.slot_size)
     fail("root filesystem is " + format_size(root_size) + " but disk.slot is " +
          format_size(spec.slot_size) + "; raise disk.slot in the spec or slim the rootfs");
+  clock.done("mkfs");
+  BackgroundRemoval rootfs_removal;  // the packed rootfs is not needed any more
+  if (!opts.keep_workdir) rootfs_removal.start(rootdir);
 
   log.step("computing dm-verity hash tree");
   const std::string verity_img = (work / "root.verity").string();
@@ -134,10 +205,10 @@ ImageOutputs build_image(const ImageOptions& opts) {
     UniqueFd data = open_file(root_img, O_RDONLY);
     UniqueFd hash = open_file(verity_img, O_RDWR | O_CREAT | O_TRUNC);
     Progress progress("verity", root_size, opts.progress);
-    Digest d = verity::build(data.get(), hash.get(), vp, &progress);
-    fsync_fd(hash.get(), verity_img);
-    return d;
+    // No fsync: like root.img, the tree is a temporary; what must last (bundle, disk) is synced.
+    return verity::build(data.get(), hash.get(), vp, &progress);
   });
+  clock.done("verity");
 
   Manifest m;
   m.name = spec.name;
@@ -164,67 +235,75 @@ ImageOutputs build_image(const ImageOptions& opts) {
       m.payloads.push_back(describe_payload("initrd", "initrd", initrd_copy, false));
   }
   m.payloads.push_back(describe_payload("verity", "root.verity.zst", verity_img, true));
-  m.payloads.push_back(
-      describe_payload("root", "root." + spec.fs_type + ".zst", root_img, true));
+  m.payloads.push_back(describe_payload("root", "root." + spec.fs_type + ".zst", root_img, true));
   const std::string manifest_json = m.to_json();
   const std::string signature = key.sign(manifest_json);
+  clock.done("describe");
 
   ImageOutputs out;
   out.root_hash = m.verity.root_hash;
   out.bootable = kernel && loader;
   out.bundle = (fs::path(opts.out_dir) / (stem + ".osup")).string();
-  out.disk = (fs::path(opts.out_dir) / (stem + ".img")).string();
+  if (opts.disk) out.disk = (fs::path(opts.out_dir) / (stem + ".img")).string();
   out.manifest = (fs::path(opts.out_dir) / (stem + ".manifest.json")).string();
 
   log.step("writing bundle " + out.bundle);
   with_context("writing bundle " + out.bundle, [&] {
     BundleWriter writer(out.bundle);
     writer.write_header(manifest_json, signature);
-    const std::map<std::string, std::string> sources = {
-        {"kernel", kernel_copy}, {"initrd", initrd_copy}, {"verity", verity_img}, {"root", root_img}};
+    const std::map<std::string, std::string> sources = {{"kernel", kernel_copy},
+                                                        {"initrd", initrd_copy},
+                                                        {"verity", verity_img},
+                                                        {"root", root_img}};
     for (const Payload& p : m.payloads) {
       Progress progress("compress " + p.name, p.size, opts.progress);
       writer.add_payload(p, sources.at(p.name), 3, &progress);
     }
     writer.finish();
   });
+  clock.done("bundle");
 
-  log.step("writing disk image " + out.disk);
-  with_context("writing disk image " + out.disk, [&] {
-    const std::string sig_file = (work / "manifest.json.sig").string();
-    const std::string esp_img = (work / "esp.img").string();
-    const SlotEspPaths slot_a = slot_esp_paths(layout::Slot::a);
-    EspContents esp;
-    if (loader) {
-      esp.files.push_back({*loader, "/EFI/BOOT/" + efi_fallback_name(spec.arch)});
-      esp.files.push_back({*loader, "/EFI/systemd/" + systemd_boot_name(spec.arch)});
-    }
-    if (kernel) esp.files.push_back({kernel_copy, slot_a.kernel});
-    if (!initrd_copy.empty()) esp.files.push_back({initrd_copy, slot_a.initrd});
-    esp.texts.push_back({slot_a.manifest, manifest_json});
-    esp.texts.push_back({slot_a.signature, signature});
-    esp.texts.push_back({"/loader/loader.conf", systemd_boot_loader_conf()});
-    build_esp(esp_img, spec.esp_size, esp, seed);
+  if (opts.disk) {
+    log.step("writing disk image " + out.disk);
+    with_context("writing disk image " + out.disk, [&] {
+      const std::string sig_file = (work / "manifest.json.sig").string();
+      const std::string esp_img = (work / "esp.img").string();
+      const SlotEspPaths slot_a = slot_esp_paths(layout::Slot::a);
+      EspContents esp;
+      if (loader) {
+        esp.files.push_back({*loader, "/EFI/BOOT/" + efi_fallback_name(spec.arch)});
+        esp.files.push_back({*loader, "/EFI/systemd/" + systemd_boot_name(spec.arch)});
+      }
+      if (kernel) esp.files.push_back({kernel_copy, slot_a.kernel});
+      if (!initrd_copy.empty()) esp.files.push_back({initrd_copy, slot_a.initrd});
+      esp.texts.push_back({slot_a.manifest, manifest_json});
+      esp.texts.push_back({slot_a.signature, signature});
+      esp.texts.push_back({"/loader/loader.conf", systemd_boot_loader_conf()});
+      build_esp(esp_img, spec.esp_size, esp, seed);
 
-    // The factory slot's entry is written by the same backend the updater uses later; it
-    // starts out good: it is the only slot, there is nothing to fall back to.
-    if (kernel) {
-      auto boot = make_boot_control("systemd-boot", open_image_esp(esp_img, 0));
-      boot->install(layout::Slot::a,
-                    EntrySpec{slot_title(m, layout::Slot::a), m.version, slot_a.kernel,
-                              initrd_copy.empty() ? "" : slot_a.initrd,
-                              slot_cmdline(m, layout::Slot::a), spec.tries});
-      boot->mark_good(layout::Slot::a);
-    }
+      // The factory slot's entry is written by the same backend the updater uses later; it
+      // starts out good: it is the only slot, there is nothing to fall back to.
+      if (kernel) {
+        auto boot = make_boot_control("systemd-boot", open_image_esp(esp_img, 0));
+        boot->install(layout::Slot::a,
+                      EntrySpec{slot_title(m, layout::Slot::a), m.version, slot_a.kernel,
+                                initrd_copy.empty() ? "" : slot_a.initrd,
+                                slot_cmdline(m, layout::Slot::a), spec.tries});
+        boot->mark_good(layout::Slot::a);
+      }
 
-    DiskPlan plan = plan_disk(spec.arch, spec.disk_size, spec.esp_size, spec.slot_size, seed);
-    plan.root_a_uuid = layout::root_partition_uuid(root_hash);
-    plan.verity_a_uuid = layout::verity_partition_uuid(root_hash);
-    write_disk_image(out.disk, plan, DiskContents{esp_img, root_img, verity_img});
-  });
+      DiskPlan plan = plan_disk(spec.arch, spec.disk_size, spec.esp_size, spec.slot_size, seed);
+      plan.root_a_uuid = layout::root_partition_uuid(root_hash);
+      plan.verity_a_uuid = layout::verity_partition_uuid(root_hash);
+      write_disk_image(out.disk, plan, DiskContents{esp_img, root_img, verity_img});
+    });
+    clock.done("disk");
+  }
   atomic_write_file(out.manifest, manifest_json);
 
+  rootfs_removal.wait();
   if (!opts.keep_workdir) fs::remove_all(work);
+  clock.done("cleanup");
   return out;
 }
 

@@ -15,11 +15,12 @@ struct ImageOptions {
   std::optional<Arch> arch;            // --arch overrides the spec
   std::optional<std::string> workdir;  // default: OUT/.work-<name>-<version>-<arch>
   bool keep_workdir = false;
+  bool disk = true;  // false (--no-disk): bundle and manifest only, no disk image
   ProgressMode progress = ProgressMode::automatic;
 };
 
 struct ImageOutputs {
-  std::string disk, bundle, manifest;
+  std::string disk, bundle, manifest;  // disk is empty with ImageOptions::disk == false
   std::string root_hash;
   bool bootable = false;  // false when the rootfs has no kernel
 };

@@ -24,7 +24,7 @@ namespace osup {
 namespace {
 
 constexpr size_t kIoChunk = 1 << 20;          // writer: big reads for the compressor
-constexpr size_t kReadBlock = 64 << 10;       // reader: tar block and zstd input buffer
+constexpr size_t kReadBlock = 256 << 10;      // reader: libarchive's read size
 constexpr int kMaxWindowLog = 23;             // 8 MiB: bounds the reader's zstd memory
 constexpr int kMinLevel = 1, kMaxLevel = 19;  // level 19 uses window log 23; 20+ need more
 
@@ -270,9 +270,10 @@ struct BundleReader::Impl {
   size_t next = 0;  // index of the next expected payload
   uint64_t produced = 0;
   Sha256 hash;
+  bool skip_hash = false;  // the caller checks this payload otherwise (verity)
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx{nullptr, ZSTD_freeDCtx};
-  std::vector<std::byte> in;
   ZSTD_inBuffer zin{nullptr, 0, 0};
+  la_int64_t entry_offset = 0;  // of the next compressed byte in the current entry
   bool entry_eof = false, frame_complete = false;
 
   ~Impl() {
@@ -324,20 +325,32 @@ struct BundleReader::Impl {
     return out;
   }
 
+  // Points zin at libarchive's own buffer: no copy of the compressed stream. The block stays
+  // valid until the next libarchive call, which comes only once zin is used up.
   void fill() {
-    la_ssize_t n = archive_read_data(a, in.data(), in.size());
-    if (n < 0)
+    const void* block = nullptr;
+    size_t len = 0;
+    la_int64_t offset = 0;
+    int rc = archive_read_data_block(a, &block, &len, &offset);
+    if (rc == ARCHIVE_EOF) {
+      entry_eof = true;
+      zin = {nullptr, 0, 0};
+      return;
+    }
+    if (rc < ARCHIVE_OK)
       fail("payload '" + cur->name + "': reading " + name + ": " + archive_err(a) +
            "; the bundle is truncated or corrupt");
-    if (n == 0) entry_eof = true;
-    zin = {in.data(), static_cast<size_t>(n), 0};
+    if (offset != entry_offset)  // plain_file() rules out sparse entries; be sure anyway
+      fail("payload '" + cur->name + "': unexpected hole in " + name + "; the bundle is corrupt");
+    entry_offset += static_cast<la_int64_t>(len);
+    zin = {block, len, 0};
   }
 
   size_t finish_payload() {
     if (produced != cur->size)
       fail("payload '" + cur->name + "' is truncated: " + std::to_string(produced) + " of " +
            std::to_string(cur->size) + " bytes; the bundle is corrupt");
-    if (to_hex(hash.finish()) != cur->sha256)
+    if (!skip_hash && to_hex(hash.finish()) != cur->sha256)
       fail("payload '" + cur->name + "': sha256 mismatch; the bundle is corrupt");
     cur = nullptr;
     ++next;
@@ -384,7 +397,7 @@ struct BundleReader::Impl {
     if (produced + n > cur->size)
       fail("payload '" + cur->name + "' is longer than declared; the bundle is corrupt");
     produced += n;
-    hash.update(buf.first(n));
+    if (!skip_hash) hash.update(buf.first(n));
     return n;
   }
 
@@ -417,9 +430,11 @@ struct BundleReader::Impl {
     cur = &*it;
     produced = 0;
     hash = Sha256();
+    skip_hash = false;
     entry_eof = false;
     frame_complete = false;
-    zin = {in.data(), 0, 0};
+    zin = {nullptr, 0, 0};
+    entry_offset = 0;
     if (cur->compression == "zstd") ZSTD_DCtx_reset(dctx.get(), ZSTD_reset_session_only);
     return cur;
   }
@@ -452,7 +467,6 @@ struct BundleReader::Impl {
 BundleReader::BundleReader(int fd, std::string source_name) : impl_(std::make_unique<Impl>()) {
   Impl& r = *impl_;
   r.name = source_name == "-" ? "stdin" : std::move(source_name);
-  r.in.resize(kReadBlock);
   r.dctx.reset(ZSTD_createDCtx());
   r.a = archive_read_new();
   if (!r.a || !r.dctx) fail("out of memory creating a bundle reader");
@@ -510,6 +524,14 @@ Manifest BundleReader::parse_unverified() const { return Manifest::parse(manifes
 
 const Payload* BundleReader::next_payload() {
   return guarded(impl_->broken, [&] { return impl_->next_payload(); });
+}
+
+void BundleReader::skip_sha256_for_current() {
+  Impl& r = *impl_;
+  if (!r.cur) fail("no bundle payload is open; call next_payload() before skipping its sha256");
+  if (r.produced > 0)
+    fail("payload '" + r.cur->name + "': sha256 can only be skipped before reading it");
+  r.skip_hash = true;
 }
 
 size_t BundleReader::read(std::span<std::byte> buf) {

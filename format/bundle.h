@@ -71,6 +71,11 @@ class BundleReader {
   // Uncompressed bytes of the current payload; 0 at its end, by which point its size and
   // sha256 have been checked.
   size_t read(std::span<std::byte> buf);
+  // Hands the integrity check of the current payload to the caller: its sha256 is then not
+  // computed (its size still is checked). Only for a payload the caller verifies by other
+  // means tied to the signed manifest, e.g. the root image, whose every block is checked
+  // against the verity tree of the signed root hash. Resets at the next payload.
+  void skip_sha256_for_current();
 
  private:
   struct Impl;

@@ -18,10 +18,10 @@ struct StreamTarget {
   bool direct = false;  // whether writes must be block-aligned
   uint64_t offset = 0;  // partition start inside the disk
   uint64_t capacity = 0;
-  std::string name;     // for errors: "root-b"
+  std::string name;  // for errors: "root-b"
 };
 
-inline constexpr size_t kStreamChunk = 4 << 20;
+inline constexpr size_t kStreamChunk = 2 << 20;  // x kStreamBuffers: 8 MiB in flight
 inline constexpr size_t kStreamBuffers = 4;
 
 // `source` fills a buffer and returns the bytes produced (0 at the end). `check` sees every

@@ -1,5 +1,7 @@
 // osup-build as users run it, with the real tools as oracles: sfdisk, fsck.erofs,
 // fsck.vfat, e2fsck, veritysetup and systemd-dissect.
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -9,8 +11,6 @@
 #include "format/gpt.h"
 #include "format/sha256.h"
 #include "tests/support/test_support.h"
-
-#include <sys/stat.h>
 
 using namespace osup;
 using nlohmann::json;
@@ -70,7 +70,8 @@ TEST_CASE("osup-build image makes disks the real tools accept, for both arches",
       CHECK(parts[5]["type"] == "4D21B016-B534-45C2-A9FB-5C16E091FD2D");
       std::string root_uuid = parts[1]["uuid"], verity_uuid = parts[2]["uuid"];
       root_uuid.erase(std::remove(root_uuid.begin(), root_uuid.end(), '-'), root_uuid.end());
-      verity_uuid.erase(std::remove(verity_uuid.begin(), verity_uuid.end(), '-'), verity_uuid.end());
+      verity_uuid.erase(std::remove(verity_uuid.begin(), verity_uuid.end(), '-'),
+                        verity_uuid.end());
       std::transform(root_uuid.begin(), root_uuid.end(), root_uuid.begin(), ::tolower);
       std::transform(verity_uuid.begin(), verity_uuid.end(), verity_uuid.begin(), ::tolower);
       CHECK(root_uuid + verity_uuid == hash);
@@ -90,7 +91,8 @@ TEST_CASE("osup-build image makes disks the real tools accept, for both arches",
       CHECK(run({"fsck.vfat", "-n", extract_partition(img.disk, "esp", x / "esp")}).exit_code == 0);
       CHECK(run({"e2fsck", "-fn", extract_partition(img.disk, "data", x / "data")}).exit_code == 0);
       // The ESP carries the slot's kernel, initrd, signed manifest and its loader entry.
-      RunResult dirl = run({"mdir", "-b", "-i", x / "esp", "::/osup/a"}, {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
+      RunResult dirl =
+          run({"mdir", "-b", "-i", x / "esp", "::/osup/a"}, {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
       CHECK_THAT(dirl.out, Catch::Contains("vmlinuz") && Catch::Contains("initrd") &&
                                Catch::Contains("manifest.json"));
       RunResult entry = run({"mtype", "-i", x / "esp", "::/loader/entries/osup-a.conf"},
@@ -189,7 +191,8 @@ TEST_CASE("osup-build gives one-line errors for bad input", "[integration]") {
   // A missing tool names the Debian package to install.
   fs::create_directories(dir / "bin");
   for (const auto& e : fs::directory_iterator("/usr/bin"))
-    if (e.path().filename() != "mkfs.erofs") fs::create_symlink(e.path(), dir / "bin" / e.path().filename());
+    if (e.path().filename() != "mkfs.erofs")
+      fs::create_symlink(e.path(), dir / "bin" / e.path().filename());
   RunResult r = build(dir / "ok.json", key, dir / "o", {}, {{"PATH", dir / "bin"}});
   expect_error(r, "erofs-utils");
 }
@@ -206,4 +209,40 @@ TEST_CASE("a rootfs without a kernel still builds, with a warning", "[integratio
   CHECK_THAT(r.err, Catch::Contains("will not boot"));
   CHECK(fs::exists(dir / "o/k-1.0-aarch64.img"));
   CHECK(fs::exists(dir / "o/k-1.0-aarch64.osup"));
+}
+
+TEST_CASE("image --no-disk writes only bundle and manifest and leaves a directory rootfs alone",
+          "[integration]") {
+  test::TempDir dir;
+  test::TestKey key = test::make_key(dir / "key");
+  test::make_busybox_rootfs(Arch::x86_64, dir / "rootfs", true);
+  const std::string src = dir / "rootfs";
+  auto snapshot = [&] {  // what prepare_rootfs changes in its copy, and file identity/mtime
+    std::map<std::string, std::string> m;
+    for (const auto& e : fs::recursive_directory_iterator(src)) {
+      struct stat st {};
+      REQUIRE(::lstat(e.path().c_str(), &st) == 0);
+      std::string v = std::to_string(st.st_mode) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+                      std::to_string(st.st_mtim.tv_nsec);
+      if (S_ISREG(st.st_mode)) v += " " + to_hex(sha256_file(e.path().string()));
+      m[e.path().lexically_relative(src).string()] = v;
+    }
+    return m;
+  };
+  const auto before = snapshot();
+  write_spec(dir / "s.json", R"({"name":"nd","version":"1.0","rootfs":{"directory":"rootfs"},
+    "disk":{"size":"320M","esp":"64M","slot":"64M"}})");
+  RunResult r = build(dir / "s.json", key, dir / "o", {"--no-disk"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out ==
+        dir / "o/nd-1.0-x86_64.osup" + "\n" + dir / "o/nd-1.0-x86_64.manifest.json" + "\n");
+  CHECK_FALSE(fs::exists(dir / "o/nd-1.0-x86_64.img"));
+  CHECK_FALSE(fs::exists(dir / "o/.work-nd-1.0-x86_64"));
+  CHECK(snapshot() == before);
+  CHECK(read_text_file(src + "/etc/machine-id") == "0123456789abcdef0123456789abcdef\n");
+  RunResult i = run({test::osup_build_exe(), "inspect", dir / "o/nd-1.0-x86_64.osup", "--pubkey",
+                     key.public_key, "--json"});
+  INFO(i.err);
+  CHECK(i.exit_code == 0);
 }

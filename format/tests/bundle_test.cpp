@@ -497,3 +497,53 @@ TEST_CASE("a zstd frame needing a huge window is refused, not allocated", "[unit
   CHECK_THROWS_WITH(read_file(f.dir / "win.tar", f.trust),
                     Catch::Contains("payload 'root': its zstd window is larger than 8 MiB"));
 }
+
+TEST_CASE("skip_sha256_for_current hands the content check to the caller, not the size check",
+          "[unit]") {
+  Fixture f;
+  std::string x = f.dir / "x";
+  fs::create_directory(x);
+  run_checked({"tar", "-xf", f.write("a.osup"), "-C", x});
+  // Re-pack root from DATA (GNU tar + zstd CLI): the signed manifest still describes the original.
+  auto repack = [&](const std::string& data, const std::string& name) {
+    put_bytes(f.dir / "root-other", data);
+    run_checked({"zstd", "-q", "-f", f.dir / "root-other", "-o", x + "/root.erofs.zst"});
+    run_checked({"tar", "--format=ustar", "-cf", f.dir / name, "-C", x, "manifest.json",
+                 "manifest.json.sig", "vmlinuz", "initrd.zst", "root.verity.zst",
+                 "root.erofs.zst"});
+    return f.dir / name;
+  };
+  // Reads root with or without its sha256; returns the bytes read.
+  auto read_root = [&](const std::string& path, bool skip) {
+    UniqueFd fd = open_file(path, O_RDONLY);
+    BundleReader r(fd.get(), path);
+    r.verify(f.trust);
+    std::string out;
+    std::vector<std::byte> buf(65536);
+    while (const Payload* p = r.next_payload()) {
+      if (p->name != "root") continue;
+      if (skip) r.skip_sha256_for_current();
+      while (size_t n = r.read(buf)) out.append(reinterpret_cast<const char*>(buf.data()), n);
+    }
+    return out;
+  };
+  std::string data = file_bytes(f.sources["root"]);
+  std::string flipped = data;
+  flipped[12345] ^= 0x20;
+  const std::string other = repack(flipped, "flipped.osup");
+  CHECK_THROWS_WITH(read_root(other, false),
+                    "payload 'root': sha256 mismatch; the bundle is corrupt");
+  CHECK(read_root(other, true) == flipped);  // the caller (verity) must catch it
+  const std::string shorter = repack(data.substr(0, data.size() - 4096), "short.osup");
+  CHECK_THROWS_WITH(read_root(shorter, true), Catch::Contains("payload 'root' is truncated"));
+
+  // Only for a payload that is open and not yet read.
+  UniqueFd fd = open_file(f.dir / "a.osup", O_RDONLY);
+  BundleReader r(fd.get(), "a.osup");
+  r.verify(f.trust);
+  CHECK_THROWS_WITH(r.skip_sha256_for_current(), Catch::Contains("call next_payload() before"));
+  REQUIRE(r.next_payload());
+  std::vector<std::byte> buf(100);
+  REQUIRE(r.read(buf) > 0);
+  CHECK_THROWS_WITH(r.skip_sha256_for_current(), Catch::Contains("only be skipped before reading"));
+}
