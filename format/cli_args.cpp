@@ -5,7 +5,7 @@
 namespace osup {
 
 CliArgs::CliArgs(const std::string& command, std::vector<std::string> args,
-                 std::set<std::string> valued, std::set<std::string> flags)
+                 const std::set<std::string>& valued, const std::set<std::string>& flags)
     : command_(command) {
   bool only_positionals = false;
   for (size_t i = 0; i < args.size(); ++i) {

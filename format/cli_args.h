@@ -13,8 +13,8 @@ namespace osup {
 class CliArgs {
  public:
   // `valued` options take a value; `flags` do not. "-" alone is a positional (stdin).
-  CliArgs(const std::string& command, std::vector<std::string> args, std::set<std::string> valued,
-          std::set<std::string> flags);
+  CliArgs(const std::string& command, std::vector<std::string> args, const std::set<std::string>& valued,
+          const std::set<std::string>& flags);
 
   [[nodiscard]] std::optional<std::string> value(const std::string& name) const;
   [[nodiscard]] std::string value_or(const std::string& name, const std::string& fallback) const;

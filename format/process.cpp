@@ -131,6 +131,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   if (opts.cwd) posix_spawn_file_actions_addchdir_np(&fa, opts.cwd->c_str());
 
   std::vector<std::string> env_store;
+  env_store.reserve(opts.env.size() + 64);
   for (char** e = environ; *e; ++e) {
     std::string kv = *e;
     std::string key = kv.substr(0, kv.find('='));
@@ -138,6 +139,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   }
   for (const auto& [k, v] : opts.env) env_store.push_back(k + "=" + v);
   std::vector<char*> envp;
+  envp.reserve(env_store.size() + 1);
   for (auto& s : env_store) envp.push_back(s.data());
   envp.push_back(nullptr);
 

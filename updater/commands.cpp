@@ -330,7 +330,7 @@ int run_osup(const std::vector<std::string>& all) {
       std::fputs(kUsage, i >= all.size() ? stderr : stdout);
       return i >= all.size() ? 2 : 0;
     }
-    const std::string cmd = all[i];
+    const std::string& cmd = all[i];
     std::vector<std::string> args(all.begin() + static_cast<long>(i) + 1, all.end());
     if (cmd == "status") return cmd_status(g, args);
     if (cmd == "switch") return cmd_switch(g, args);
