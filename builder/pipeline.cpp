@@ -170,8 +170,14 @@ ImageOutputs build_image(const ImageOptions& opts) {
   if (!loader)
     warn("rootfs has no " + systemd_boot_name(spec.arch) +
          " (Debian package systemd-boot-efi); the disk image will not boot");
-  // Kernel and initrd leave the root for the ESP; copy them out before the root is packed.
+  // Kernel, initrd and loader leave the root for the ESP; copy them out before the root
+  // is packed (and removed).
   std::string kernel_copy, initrd_copy;
+  if (loader) {
+    const std::string copy = (work / systemd_boot_name(spec.arch)).string();
+    fs::copy_file(*loader, copy, fs::copy_options::overwrite_existing);
+    loader = copy;
+  }
   if (kernel) {
     kernel_copy = (work / "vmlinuz").string();
     fs::copy_file(kernel->kernel, kernel_copy, fs::copy_options::overwrite_existing);
@@ -181,7 +187,6 @@ ImageOutputs build_image(const ImageOptions& opts) {
     }
   }
 
-  sig::PublicKey pub = sig::PublicKey::from_pem(key.public_pem(), opts.key_path);
   PrepareOptions prep{spec.name, spec.version, key.public_pem(), key.key_id(), epoch};
   with_context("preparing rootfs", [&] { prepare_rootfs(rootdir, prep); });
   clock.done("prepare");

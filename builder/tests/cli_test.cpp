@@ -90,6 +90,17 @@ TEST_CASE("osup-build image makes disks the real tools accept, for both arches",
       CHECK(v.exit_code == 0);
       CHECK(run({"fsck.vfat", "-n", extract_partition(img.disk, "esp", x / "esp")}).exit_code == 0);
       CHECK(run({"e2fsck", "-fn", extract_partition(img.disk, "data", x / "data")}).exit_code == 0);
+      // systemd-boot from the rootfs, as the firmware's fallback loader for the arch.
+      RunResult boot_dir = run({"mdir", "-b", "-i", x / "esp", "::/EFI/BOOT"},
+                               {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
+      CHECK_THAT(boot_dir.out, Catch::Contains(x86 ? "BOOTX64.EFI" : "BOOTAA64.EFI"));
+      {
+        RunResult efi = run({"sh", "-c", "MTOOLS_SKIP_CHECK=1 mtype -i '" + (x / "esp") +
+                                             "' ::/EFI/BOOT/" +
+                                             (x86 ? "BOOTX64.EFI" : "BOOTAA64.EFI") +
+                                             " | head -c 2"});
+        CHECK(efi.out == "MZ");  // a PE/COFF EFI application
+      }
       // The ESP carries the slot's kernel, initrd, signed manifest and its loader entry.
       RunResult dirl =
           run({"mdir", "-b", "-i", x / "esp", "::/osup/a"}, {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});

@@ -62,6 +62,12 @@ void make_busybox_rootfs(Arch arch, const std::string& dir, bool with_kernel) {
     fs::create_directories(fs::path(dir) / "boot");
     write_random_file(dir + "/boot/vmlinuz-0.0.1-test", 300 * 1024 + 123, 11);
     write_random_file(dir + "/boot/initrd.img-0.0.1-test", 200 * 1024 + 7, 12);
+    // The real systemd-boot EFI binary for the arch, from Debian's systemd-boot-efi.
+    TempDir sb;
+    run_checked({"dpkg-deb", "-x", find_deb("systemd-boot-efi", debian_arch(arch)), sb.path()});
+    fs::create_directories(fs::path(dir) / "usr/lib/systemd/boot/efi");
+    fs::copy(sb / "usr/lib/systemd/boot/efi", dir + "/usr/lib/systemd/boot/efi",
+             fs::copy_options::recursive | fs::copy_options::overwrite_existing);
   }
 }
 

@@ -27,7 +27,8 @@ class TempDir {
 // Populates DIR with a tiny but real root filesystem for ARCH: busybox-static (from
 // the .deb that scripts/install-deps.sh caches), /bin/sh, /etc/os-release, machine state
 // to be stripped (machine-id, ssh host keys, apt lists, logs). with_kernel adds stand-in
-// /boot/vmlinuz-0.0.1-test and initrd.img (random bytes: enough for the ESP and entries).
+// /boot/vmlinuz-0.0.1-test and initrd.img (random bytes: enough for the ESP and entries)
+// and Debian's real systemd-boot EFI binary for the arch.
 void make_busybox_rootfs(Arch arch, const std::string& dir, bool with_kernel = false);
 
 // Paths of the built tools.

@@ -12,6 +12,7 @@
 #include "format/sha256.h"
 #include "tests/support/test_support.h"
 #include "updater/esp_access.h"
+#include "updater/grub_env.h"
 
 #include <fcntl.h>
 
@@ -286,4 +287,54 @@ TEST_CASE("two osup runs on one disk cannot interleave", "[integration]") {
   for (int i = 0; i < 100 && rig.status()["slots"]["b"]["state"] != "trying"; ++i)
     run_checked({"sleep", "0.2"});
   CHECK(rig.status()["slots"]["b"]["version"] == "2.0.0");
+}
+
+TEST_CASE("the GRUB environment backend drives the same A/B cycle", "[integration]") {
+  Rig rig(Arch::x86_64);
+  auto grub = [&](std::vector<std::string> args, std::optional<std::string> booted = {}) {
+    args.insert(args.begin(), {"--boot-loader", "grub"});
+    return rig.osup(args, booted);
+  };
+  auto grub_status = [&] {
+    RunResult r = grub({"status", "--json"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    return json::parse(r.out);
+  };
+  // The real grub-editenv reads what osup wrote.
+  auto editenv_list = [&] {
+    test::TempDir x;
+    std::string env = rig.esp()->read("/grub/grubenv").value_or("");
+    atomic_write_file(x / "grubenv", env);
+    return run_checked({"grub-editenv", x / "grubenv", "list"}).out;
+  };
+  auto grub_boots = [&] {
+    auto e = rig.esp();
+    auto slot = simulate_grub_boot(*e, "/grub/grubenv");
+    REQUIRE(slot);
+    return std::string(1, layout::slot_char(*slot));
+  };
+
+  REQUIRE(grub({"switch", rig.bundle("2.0.0").bundle}, "a").exit_code == 0);
+  std::string env = editenv_list();
+  CHECK_THAT(env, Catch::Contains("ORDER=B A") && Catch::Contains("B_TRY=3") &&
+                      Catch::Contains("B_OK=0") && Catch::Contains("osup.slot=b"));
+  CHECK(grub_status()["next_boot"] == "b");
+  CHECK(grub_boots() == "b");
+  CHECK(grub_status()["slots"]["b"]["tries_left"] == 2);
+  REQUIRE(grub({"mark-good"}, "b").exit_code == 0);
+  CHECK_THAT(editenv_list(), Catch::Contains("B_OK=1"));
+  CHECK(grub_status()["slots"]["b"]["state"] == "good");
+
+  // A new version into a fails every try; GRUB falls back to b by itself.
+  REQUIRE(grub({"switch", rig.bundle("3.0.0").bundle}, "b").exit_code == 0);
+  CHECK_THAT(editenv_list(), Catch::Contains("ORDER=A B"));
+  for (int i = 0; i < 3; ++i) CHECK(grub_boots() == "a");
+  CHECK(grub_boots() == "b");
+  json s = grub_status();
+  CHECK(s["slots"]["a"]["state"] == "bad");
+  CHECK(s["next_boot"] == "b");
+  RunResult r = grub({"rollback"}, "b");
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, Catch::Contains("marked bad"));
 }
