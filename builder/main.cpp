@@ -22,7 +22,8 @@ constexpr const char* kUsage =
     "  keygen --out DIR [--type ed25519|ecdsa|rsa]\n"
     "      write DIR/osup.key (private, 0600) and DIR/osup.pub.pem\n"
     "  image SPEC.json --key KEY.pem --out DIR [--version V] [--arch x86_64|aarch64]\n"
-    "        [--workdir DIR] [--keep-workdir] [--progress auto|bar|json|none]\n"
+    "        [--deb PKG.deb] [--workdir DIR] [--keep-workdir] [--no-disk]\n"
+    "        [--progress auto|bar|json|none]\n"
     "      build NAME-VERSION-ARCH.img (disk), .osup (bundle) and .manifest.json\n"
     "  inspect FILE [--pubkey PEM] [--json]\n"
     "      show what a bundle or disk image holds; --pubkey checks signatures and hashes\n"
@@ -44,7 +45,7 @@ int cmd_keygen(const std::vector<std::string>& args) {
 
 int cmd_image(const std::vector<std::string>& args) {
   const std::string usage = "osup-build image SPEC.json --key KEY.pem --out DIR";
-  CliArgs a("osup-build image", args, {"key", "out", "version", "arch", "workdir", "progress"},
+  CliArgs a("osup-build image", args, {"key", "out", "version", "arch", "workdir", "progress", "deb"},
             {"keep-workdir", "no-disk"});
   a.expect_positionals(1, 1, usage);
   build::ImageOptions o;
@@ -54,6 +55,7 @@ int cmd_image(const std::vector<std::string>& args) {
   o.version = a.value("version");
   if (auto arch = a.value("arch")) o.arch = parse_arch(*arch, "--arch");
   o.workdir = a.value("workdir");
+  o.deb = a.value("deb");
   o.keep_workdir = a.flag("keep-workdir");
   o.disk = !a.flag("no-disk");
   o.progress = parse_progress_mode(a.value_or("progress", "auto"));

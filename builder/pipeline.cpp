@@ -160,6 +160,14 @@ ImageOutputs build_image(const ImageOptions& opts) {
   with_context("populating rootfs", [&] { populate(spec, rootdir, epoch.has_value()); });
   if (spec.overlay)
     with_context("applying overlay", [&] { apply_overlay(spec.overlay->string(), rootdir); });
+  if (opts.deb) {
+    if (!fs::is_regular_file(*opts.deb))
+      fail("--deb " + *opts.deb + " is not a file; build the package with cpack first");
+    const fs::path cache = fs::path(rootdir) / "var/cache/osup";
+    fs::create_directories(cache);
+    fs::copy_file(*opts.deb, cache / fs::path(*opts.deb).filename(),
+                  fs::copy_options::overwrite_existing);
+  }
   with_context("checking rootfs", [&] { check_rootfs_arch(rootdir, spec.arch); });
   if (!spec.hooks.empty()) with_context("running hooks", [&] { run_hooks(spec, rootdir); });
   clock.done("populate");

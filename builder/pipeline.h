@@ -15,6 +15,9 @@ struct ImageOptions {
   std::optional<Arch> arch;            // --arch overrides the spec
   std::optional<std::string> workdir;  // default: OUT/.work-<name>-<version>-<arch>
   bool keep_workdir = false;
+  // --deb: a package copied into the rootfs's /var/cache/osup/ for the spec's hooks to
+  // install (images/minimal installs osup itself this way); the hooks remove it.
+  std::optional<std::string> deb;
   bool disk = true;  // false (--no-disk): bundle and manifest only, no disk image
   ProgressMode progress = ProgressMode::automatic;
 };
