@@ -1,5 +1,6 @@
 #include "updater/slots.h"
 
+#include <blkid/blkid.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -27,9 +28,14 @@ fs::path sysfs_block(dev_t dev) {
          (std::to_string(major(dev)) + ":" + std::to_string(minor(dev)));
 }
 
+struct RootDevice {
+  std::string disk;       // "/dev/vda"
+  std::string partition;  // "/dev/vda2", or "" when / is not on a partition
+};
+
 // Follows device-mapper slaves (dm-verity over the root partition) down to a partition,
 // then to its whole disk: the disk we booted from.
-std::string disk_of_root() {
+RootDevice root_device() {
   struct stat st {};
   if (::stat("/", &st) < 0) fail_errno("stat /", errno);
   fs::path node = fs::canonical(sysfs_block(st.st_dev));
@@ -38,8 +44,29 @@ std::string disk_of_root() {
     if (it == fs::directory_iterator()) break;
     node = fs::canonical(it->path());
   }
-  if (fs::exists(node / "partition")) node = node.parent_path();
-  return "/dev/" + node.filename().string();
+  RootDevice r;
+  if (fs::exists(node / "partition")) {
+    r.partition = "/dev/" + node.filename().string();
+    node = node.parent_path();
+  }
+  r.disk = "/dev/" + node.filename().string();
+  return r;
+}
+
+// The GPT partition name of a partition device, read by libblkid ("root-a").
+std::string partition_name(const std::string& device) {
+  blkid_probe pr = blkid_new_probe_from_filename(device.c_str());
+  if (!pr) return "";
+  blkid_probe_enable_superblocks(pr, 0);
+  blkid_probe_enable_partitions(pr, 1);
+  blkid_probe_set_partitions_flags(pr, BLKID_PARTS_ENTRY_DETAILS);
+  std::string name;
+  const char* value = nullptr;
+  if (blkid_do_safeprobe(pr) == 0 &&
+      blkid_probe_lookup_value(pr, "PART_ENTRY_NAME", &value, nullptr) == 0)
+    name = value;
+  blkid_free_probe(pr);
+  return name;
 }
 
 // Mount point of a partition of `disk` starting at `start`, from mountinfo.
@@ -92,12 +119,23 @@ System discover(const DiscoverOptions& opts) {
     }
     sys.booted = slot_from_cmdline(cmdline);
     if (!sys.booted)
-      fail("this system was not booted by osup (no osup.slot= on the kernel command line); use "
-           "--disk to work on a disk image");
-    sys.disk = disk_of_root();
+      fail(
+          "this system was not booted by osup (no osup.slot= on the kernel command line); use "
+          "--disk to work on a disk image");
+    RootDevice root = root_device();
+    sys.disk = root.disk;
+    // The command line says which slot booted; the device under / must agree, or this
+    // system was started some way osup does not understand and must not guess about.
+    if (!root.partition.empty()) {
+      std::string name = partition_name(root.partition);
+      if (!name.empty() && name != layout::root_label(*sys.booted))
+        fail("the kernel command line says slot " + std::string(1, layout::slot_char(*sys.booted)) +
+             " but / is on " + root.partition + " (" + name +
+             "); reboot through the boot loader before updating");
+    }
   }
-  sys.table = with_context("reading partition table of " + sys.disk,
-                           [&] { return gpt::read(sys.disk); });
+  sys.table =
+      with_context("reading partition table of " + sys.disk, [&] { return gpt::read(sys.disk); });
   sys.esp = need(sys.table, sys.disk, layout::kEspLabel);
   sys.data = need(sys.table, sys.disk, layout::kDataLabel);
   for (layout::Slot s : {layout::Slot::a, layout::Slot::b}) {
