@@ -18,7 +18,8 @@ fi
 
 build=${OSUP_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target osup osup-build
+# cpack installs after building "all", so build everything here, in parallel.
+cmake --build "$build" -j"$(nproc)"
 
 deb_args=()
 case "$arch" in
