@@ -67,6 +67,7 @@ update bundle. Also ships the boot integration for images: health-check and mark
 units and the dracut module 'osup' (only used when an image build asks for it).")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # osup_<version>_<arch>.deb
+set(CPACK_STRIP_FILES ON)  # images carry the package: keep debug info in the build tree
 set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE ${_deb_arch})
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)

@@ -142,18 +142,22 @@ dev=/dev/$part
 echo "$dev" >"$STATE/data-device"
 log "data partition: $dev (disk /dev/$disk)"
 
-blkid -p "$dev" >/dev/null 2>&1
-case $? in
-0) ;;
-2)
+# Grow first: a blank partition then gets its file system at the final size.
+grown=0
+grow_partition "$disk" "$part" && grown=1
+
+# Only TYPE: on a partition, blkid -p also reports the partition entry and succeeds.
+fstype=$(blkid -p -o value -s TYPE "$dev" 2>/dev/null)
+rc=$?
+[ $rc -eq 0 ] || [ $rc -eq 2 ] || fallback "cannot probe $dev (blkid exit status $rc)"
+case $fstype in
+ext4) ;;
+"")
     log "$dev is blank; creating an ext4 file system labelled $FS_LABEL"
     mkfs.ext4 -q -L "$FS_LABEL" "$dev" || fallback "mkfs.ext4 on $dev failed"
     ;;
-*) fallback "cannot probe $dev" ;;
+*) fallback "$dev holds $fstype, not ext4; leaving it untouched" ;;
 esac
-
-grown=0
-grow_partition "$disk" "$part" && grown=1
 
 e2fsck -p "$dev"
 [ $? -lt 4 ] || log "e2fsck found errors on $dev it could not fix; trying to mount anyway"
