@@ -17,6 +17,7 @@ output (not in the echoed command line), so output and exit status are exact.
 from __future__ import annotations
 
 import argparse
+import atexit
 import itertools
 import os
 import re
@@ -36,6 +37,22 @@ SHELL_PROMPT = re.compile(rb"[#$] *$", re.M)
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
 
 Pattern = Union[str, bytes, "re.Pattern[bytes]"]
+
+
+_live = set()  # started VMs, killed on exit and on SIGTERM (e.g. from `timeout`)
+
+
+def _kill_live(*_):
+    for vm in list(_live):
+        vm.stop(timeout=5)
+
+
+def _on_sigterm(signum, frame):
+    _kill_live()
+    sys.exit(128 + signum)
+
+
+atexit.register(_kill_live)
 
 
 class VMError(Exception):
@@ -115,6 +132,13 @@ class VM:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so stop() can kill QEMU with its wrapper
         )
+        _live.add(self)
+        # QEMU runs in its own session; without this a terminated driver would leave it behind.
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+            signal.SIG_DFL,
+            None,
+        ):
+            signal.signal(signal.SIGTERM, _on_sigterm)
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
         self._reader.start()
         return self
@@ -144,6 +168,7 @@ class VM:
         """Kills QEMU (if still running) and returns its exit status."""
         if self._proc is None:
             return None
+        _live.discard(self)
         if self._proc.poll() is None:
             try:
                 os.killpg(self._proc.pid, signal.SIGTERM)
