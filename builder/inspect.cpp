@@ -37,8 +37,11 @@ Kind detect_kind(const std::string& file) {
 json manifest_summary(const Manifest& m) {
   json payloads = json::array();
   for (const Payload& p : m.payloads)
-    payloads.push_back({{"name", p.name}, {"file", p.file}, {"size", p.size},
-                        {"sha256", p.sha256}, {"compression", p.compression}});
+    payloads.push_back({{"name", p.name},
+                        {"file", p.file},
+                        {"size", p.size},
+                        {"sha256", p.sha256},
+                        {"compression", p.compression}});
   return {{"name", m.name},
           {"version", m.version},
           {"arch", m.arch},
@@ -82,24 +85,20 @@ json inspect_bundle(const std::string& file, const InspectOptions& opts) {
   return j;
 }
 
-const char* state_name(SlotState s) {
-  switch (s) {
-    case SlotState::empty: return "empty";
-    case SlotState::good: return "good";
-    case SlotState::trying: return "trying";
-    case SlotState::bad: return "bad";
-  }
-  return "?";
-}
-
 json inspect_disk(const std::string& file, const InspectOptions& opts) {
   gpt::Table t = gpt::read(file);
   json parts = json::array();
   for (const gpt::Partition& p : t.partitions)
-    parts.push_back({{"number", p.number}, {"label", p.label}, {"type", p.type.str()},
-                     {"uuid", p.uuid.str()}, {"start", p.start}, {"size", p.size}});
-  json j = {{"type", "disk"},          {"file", file},
-            {"disk_uuid", t.disk_uuid.str()}, {"size", t.disk_size},
+    parts.push_back({{"number", p.number},
+                     {"label", p.label},
+                     {"type", p.type.str()},
+                     {"uuid", p.uuid.str()},
+                     {"start", p.start},
+                     {"size", p.size}});
+  json j = {{"type", "disk"},
+            {"file", file},
+            {"disk_uuid", t.disk_uuid.str()},
+            {"size", t.disk_size},
             {"partitions", parts}};
   const gpt::Partition* esp_part = t.find(layout::kEspLabel);
   if (!esp_part) return j;
@@ -109,8 +108,8 @@ json inspect_disk(const std::string& file, const InspectOptions& opts) {
   for (layout::Slot s : {layout::Slot::a, layout::Slot::b}) {
     SlotEspPaths paths = slot_esp_paths(s);
     SlotBoot b = boot->slot(s);
-    json sj = {{"state", state_name(b.state)}, {"tries_left", b.tries_left},
-               {"generation", b.generation}};
+    json sj = {
+        {"state", to_string(b.state)}, {"tries_left", b.tries_left}, {"generation", b.generation}};
     auto manifest = esp->read(paths.manifest);
     auto signature = esp->read(paths.signature);
     if (manifest) {
@@ -134,7 +133,8 @@ void print_manifest(FILE* out, const json& m, const std::string& indent) {
   std::fprintf(out, "%sverity root hash %s\n", indent.c_str(),
                m["verity_root_hash"].get<std::string>().c_str());
   std::string kv = m["kernel_version"];
-  std::fprintf(out, "%skernel %s\n", indent.c_str(), kv.empty() ? "(none: not bootable)" : kv.c_str());
+  std::fprintf(out, "%skernel %s\n", indent.c_str(),
+               kv.empty() ? "(none: not bootable)" : kv.c_str());
   for (const auto& p : m["payloads"])
     std::fprintf(out, "%s  %-7s %-20s %10s  sha256 %s\n", indent.c_str(),
                  p["name"].get<std::string>().c_str(), p["file"].get<std::string>().c_str(),
@@ -155,7 +155,8 @@ void print_text(FILE* out, const json& j) {
                format_size(j["size"].get<uint64_t>()).c_str());
   for (const auto& p : j["partitions"])
     std::fprintf(out, "  %d %-14s %10s  uuid %s\n", p["number"].get<int>(),
-                 p["label"].get<std::string>().c_str(), format_size(p["size"].get<uint64_t>()).c_str(),
+                 p["label"].get<std::string>().c_str(),
+                 format_size(p["size"].get<uint64_t>()).c_str(),
                  p["uuid"].get<std::string>().c_str());
   if (!j.contains("slots")) return;
   for (const auto& [name, s] : j["slots"].items()) {

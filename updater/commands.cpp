@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "format/bundle.h"
@@ -54,20 +53,10 @@ struct Globals {
   ProgressMode progress = ProgressMode::automatic;
 };
 
-const std::set<std::string> kGlobalValued = {"disk", "booted", "esp", "keys", "boot-loader",
-                                             "progress"};
+const std::set<std::string> kGlobalValued = {"disk", "booted",      "esp",
+                                             "keys", "boot-loader", "progress"};
 
 std::string slot_str(layout::Slot s) { return std::string(1, layout::slot_char(s)); }
-
-const char* state_name(SlotState s) {
-  switch (s) {
-    case SlotState::empty: return "empty";
-    case SlotState::good: return "good";
-    case SlotState::trying: return "trying";
-    case SlotState::bad: return "bad";
-  }
-  return "?";
-}
 
 struct Session {
   System sys;
@@ -86,8 +75,7 @@ Session open_session(const Globals& g) {
 
 sig::TrustStore load_trust(const Globals& g, const System& sys) {
   if (g.keys) return sig::TrustStore::load_dir(*g.keys);
-  if (sys.offline)
-    fail("working offline (--disk) needs --keys DIR with the public keys to trust");
+  if (sys.offline) fail("working offline (--disk) needs --keys DIR with the public keys to trust");
   return sig::TrustStore::load_dir(kDefaultKeys);
 }
 
@@ -110,8 +98,8 @@ json data_usage(const System& sys) {
   }
   unsigned char sb[1024];
   UniqueFd fd = open_file(sys.disk, O_RDONLY);
-  if (pread_full(fd.get(), std::as_writable_bytes(std::span(sb)), sys.data.start + 1024, sys.disk) !=
-          sizeof sb ||
+  if (pread_full(fd.get(), std::as_writable_bytes(std::span(sb)), sys.data.start + 1024,
+                 sys.disk) != sizeof sb ||
       sb[0x38] != 0x53 || sb[0x39] != 0xEF)
     return j;  // not (yet) ext4
   auto le32 = [&](size_t o) {
@@ -131,7 +119,7 @@ json status_json(const Session& s) {
   json slots = json::object();
   for (layout::Slot slot : {layout::Slot::a, layout::Slot::b}) {
     SlotBoot b = s.boot->slot(slot);
-    json j = {{"state", state_name(b.state)},
+    json j = {{"state", to_string(b.state)},
               {"tries_left", b.tries_left},
               {"tries_done", b.tries_done},
               {"generation", b.generation}};
@@ -167,18 +155,20 @@ void print_status(const json& j) {
     std::string marks;
     if (j["booted"] == name) marks += " [booted]";
     if (j["next_boot"] == name) marks += " [next boot]";
-    std::string version = s.contains("version") ? s["name"].get<std::string>() + " " +
-                                                      s["version"].get<std::string>()
-                                                : "-";
+    std::string version = s.contains("version")
+                              ? s["name"].get<std::string>() + " " + s["version"].get<std::string>()
+                              : "-";
     std::string state = s["state"];
-    if (state == "trying") state += " (" + std::to_string(s["tries_left"].get<int>()) + " tries left)";
+    if (state == "trying")
+      state += " (" + std::to_string(s["tries_left"].get<int>()) + " tries left)";
     std::printf("  slot %s: %-24s %s%s\n", name.c_str(), version.c_str(), state.c_str(),
                 marks.c_str());
   }
   const json& d = j["data"];
   if (d.contains("filesystem_size")) {
     uint64_t size = d["filesystem_size"], free = d["free"];
-    std::printf("  data: %s used of %s\n", format_size(size - free).c_str(), format_size(size).c_str());
+    std::printf("  data: %s used of %s\n", format_size(size - free).c_str(),
+                format_size(size).c_str());
   }
 }
 
@@ -204,8 +194,10 @@ int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
                    g.progress};
   InstallResult r = install_bundle(s.sys, *s.boot, trust, o);
   if (a.flag("json")) {
-    json j = {{"slot", slot_str(r.slot)},        {"version", r.version},
-              {"root_bytes", r.root_bytes},      {"stream_seconds", r.stream_seconds},
+    json j = {{"slot", slot_str(r.slot)},
+              {"version", r.version},
+              {"root_bytes", r.root_bytes},
+              {"stream_seconds", r.stream_seconds},
               {"readback_seconds", r.readback_seconds}};
     std::printf("%s\n", j.dump().c_str());
   } else {
@@ -224,16 +216,15 @@ int cmd_rollback(const Globals& g, const std::vector<std::string>& args) {
   const layout::Slot target = layout::other(current_slot(s.sys, *s.boot));
   const std::string name = "slot " + slot_str(target);
   SlotBoot b = s.boot->slot(target);
-  if (b.state == SlotState::empty)
-    fail("cannot roll back: " + name + " holds no bootable version");
+  if (b.state == SlotState::empty) fail("cannot roll back: " + name + " holds no bootable version");
   if (b.state == SlotState::bad && !a.flag("force"))
-    fail("cannot roll back: " + name + " is marked bad (it failed to boot); pass --force to try it anyway");
+    fail("cannot roll back: " + name +
+         " is marked bad (it failed to boot); pass --force to try it anyway");
   if (!a.flag("force")) {
     // Only a version whose signature and hash tree still check out is worth booting.
     sig::TrustStore trust = load_trust(g, s.sys);
-    Manifest m = with_context("cannot roll back", [&] {
-      return verified_slot_manifest(s.sys, target, trust);
-    });
+    Manifest m = with_context("cannot roll back",
+                              [&] { return verified_slot_manifest(s.sys, target, trust); });
     with_context("cannot roll back: " + name + "'s verity tree",
                  [&] { check_slot_tree(s.sys, target, m); });
   }

@@ -1,11 +1,16 @@
 #include "tests/support/test_support.h"
 
+#include <fcntl.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "format/error.h"
+#include "format/fd.h"
+#include "format/gpt.h"
+#include "format/sha256.h"
 
 namespace fs = std::filesystem;
 
@@ -109,15 +114,34 @@ TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string&
   const std::string spec = dir + "/" + name + "-" + arch_name(arch) + ".json";
   std::ofstream(spec) << R"({"name": ")" << name << R"(", "version": ")" << version
                       << R"(", "arch": ")" << arch_name(arch) << R"(",
-    "rootfs": {"directory": "rootfs-)" << arch_name(arch) << R"("},
+    "rootfs": {"directory": "rootfs-)"
+                      << arch_name(arch) << R"("},
     "filesystem": {"type": "erofs", "compression": "lz4hc"},
     "disk": {"size": "320M", "esp": "64M", "slot": "64M"},
     "boot": {"cmdline": "console=ttyS0", "tries": 3}})";
-  RunResult r = run({osup_build_exe(), "image", spec, "--key", key.private_key, "--out",
-                     dir + "/out"});
+  RunResult r =
+      run({osup_build_exe(), "image", spec, "--key", key.private_key, "--out", dir + "/out"});
   if (r.exit_code != 0) fail("osup-build image failed: " + r.err);
   std::string stem = dir + "/out/" + name + "-" + version + "-" + arch_name(arch);
   return {stem + ".img", stem + ".osup", stem + ".manifest.json"};
+}
+
+std::string partition_sha256(const std::string& disk, const std::string& label) {
+  gpt::Table t = gpt::read(disk);
+  const gpt::Partition* p = t.find(label);
+  if (!p) fail(disk + " has no partition " + label);
+  UniqueFd fd = open_file(disk, O_RDONLY);
+  Sha256 h;
+  std::vector<std::byte> buf(1 << 20);
+  for (uint64_t done = 0; done < p->size;) {
+    size_t n =
+        pread_full(fd.get(), std::span(buf.data(), std::min<uint64_t>(buf.size(), p->size - done)),
+                   p->start + done, disk);
+    if (n == 0) break;
+    h.update(std::span(buf.data(), n));
+    done += n;
+  }
+  return to_hex(h.finish());
 }
 
 }  // namespace osup::test

@@ -62,4 +62,7 @@ TestKey make_key(const std::string& dir, const std::string& type = "ed25519");
 TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string& version,
                            const TestKey& key, const std::string& name = "tiny");
 
+// SHA-256 (hex) of the bytes of the partition labelled LABEL in a disk image.
+[[nodiscard]] std::string partition_sha256(const std::string& disk, const std::string& label);
+
 }  // namespace osup::test

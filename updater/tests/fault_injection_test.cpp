@@ -46,12 +46,7 @@ struct Disk {
     return json::parse(r.out);
   }
   std::string partition_hash(const std::string& label) const {
-    gpt::Table t = gpt::read(path);
-    const gpt::Partition* p = t.find(label);
-    UniqueFd fd = open_file(path, O_RDONLY);
-    std::vector<std::byte> buf(p->size);
-    REQUIRE(pread_full(fd.get(), buf, p->start, path) == p->size);
-    return to_hex(sha256(buf));
+    return test::partition_sha256(path, label);
   }
   std::optional<std::string> entry(const std::string& name) const {
     gpt::Table t = gpt::read(path);

@@ -59,12 +59,7 @@ struct Rig {
     return out;
   }
   std::string partition_hash(const std::string& label) const {
-    gpt::Table t = gpt::read(v1.disk);
-    const gpt::Partition* p = t.find(label);
-    UniqueFd fd = open_file(v1.disk, O_RDONLY);
-    std::vector<std::byte> buf(p->size);
-    REQUIRE(pread_full(fd.get(), buf, p->start, v1.disk) == p->size);
-    return to_hex(sha256(buf));
+    return test::partition_sha256(v1.disk, label);
   }
   // What systemd-boot does when it boots an entry with a boot counter: +N-M -> +(N-1)-(M+1).
   std::string loader_boots() const {
