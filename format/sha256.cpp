@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
+
 #include "format/error.h"
 #include "format/fd.h"
 
@@ -87,6 +89,14 @@ std::vector<uint8_t> from_hex(std::string_view hex, const std::string& what) {
     out[i] = static_cast<uint8_t>(hi << 4 | lo);
   }
   return out;
+}
+
+Digest digest_from_hex(std::string_view hex, const std::string& what) {
+  auto raw = from_hex(hex, what);
+  if (raw.size() != 32) fail(what + " must be 32 bytes");
+  Digest d{};
+  std::copy(raw.begin(), raw.end(), d.begin());
+  return d;
 }
 
 }  // namespace osup

@@ -37,5 +37,7 @@ class Sha256 {
 [[nodiscard]] std::string to_hex(std::span<const uint8_t> bytes);
 // Throws "invalid hex in WHAT" on odd length or non-hex characters.
 [[nodiscard]] std::vector<uint8_t> from_hex(std::string_view hex, const std::string& what);
+// A SHA-256 digest from 64 hex characters; throws "WHAT must be 32 bytes" otherwise.
+[[nodiscard]] Digest digest_from_hex(std::string_view hex, const std::string& what);
 
 }  // namespace osup

@@ -1,7 +1,5 @@
 #include "format/slot_boot.h"
 
-#include "format/error.h"
-
 namespace osup {
 
 SlotEspPaths slot_esp_paths(layout::Slot s) {
@@ -11,10 +9,7 @@ SlotEspPaths slot_esp_paths(layout::Slot s) {
 }
 
 std::string slot_cmdline(const Manifest& m, layout::Slot s) {
-  auto hash = from_hex(m.verity.root_hash, "manifest verity.root_hash");
-  if (hash.size() != 32) fail("manifest: verity.root_hash must be 32 bytes");
-  Digest d{};
-  std::copy(hash.begin(), hash.end(), d.begin());
+  const Digest d = digest_from_hex(m.verity.root_hash, "manifest verity.root_hash");
   std::string cmd = m.boot.cmdline;
   if (!cmd.empty()) cmd += ' ';
   cmd += "roothash=" + m.verity.root_hash +

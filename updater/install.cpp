@@ -31,14 +31,6 @@ double seconds_since(Clock::time_point t) {
 
 }  // namespace
 
-Digest digest_of(const std::string& hex, const std::string& what) {
-  auto raw = from_hex(hex, what);
-  if (raw.size() != 32) fail(what + " must be 32 bytes");
-  Digest d{};
-  std::copy(raw.begin(), raw.end(), d.begin());
-  return d;
-}
-
 verity::Params verity_params(const Manifest& m) {
   verity::Params p;
   p.data_size = m.verity.data_size;
@@ -50,7 +42,7 @@ verity::Params verity_params(const Manifest& m) {
 void check_slot_tree(const System& sys, layout::Slot s, const Manifest& m) {
   UniqueFd fd = open_file(sys.disk, O_RDONLY);
   verity::verify_tree(fd.get(), verity_params(m),
-                      digest_of(m.verity.root_hash, "manifest verity.root_hash"),
+                      digest_from_hex(m.verity.root_hash, "manifest verity.root_hash"),
                       sys.slot(s).verity.start);
 }
 
@@ -210,7 +202,7 @@ InstallResult install_bundle(System& sys, BootControl& boot, const sig::TrustSto
   std::map<std::string, std::string> small_files;
   bool verity_done = false;
   const verity::Params vparams = verity_params(m);
-  const Digest root_hash = digest_of(m.verity.root_hash, "manifest verity.root_hash");
+  const Digest root_hash = digest_from_hex(m.verity.root_hash, "manifest verity.root_hash");
   bool direct = false;
   UniqueFd disk = open_for_writing(sys.disk, &direct);
   auto t0 = Clock::now();
@@ -300,7 +292,7 @@ void verify_slot(const System& sys, layout::Slot s, const sig::TrustStore& trust
   const std::string name = std::string("slot ") + layout::slot_char(s);
   Manifest m = verified_slot_manifest(sys, s, trust);
   const SlotPartitions& sp = sys.slot(s);
-  const Digest root_hash = digest_of(m.verity.root_hash, "manifest verity.root_hash");
+  const Digest root_hash = digest_from_hex(m.verity.root_hash, "manifest verity.root_hash");
   with_context("verifying " + name, [&] {
     UniqueFd fd = open_file(sys.disk, O_RDONLY);
     Progress progress("verifying", m.verity.data_size, progress_mode);

@@ -37,7 +37,6 @@ struct InstallResult {
 // Verifies a slot's kept manifest against `trust`; returns it, or throws saying why not.
 Manifest verified_slot_manifest(const System& sys, layout::Slot s, const sig::TrustStore& trust);
 
-[[nodiscard]] Digest digest_of(const std::string& hex, const std::string& what);
 [[nodiscard]] verity::Params verity_params(const Manifest& m);
 // Checks that a slot's verity partition chains up to its manifest's root hash (cheap).
 void check_slot_tree(const System& sys, layout::Slot s, const Manifest& m);
