@@ -19,32 +19,52 @@ packages=(
   cryptsetup-bin systemd-container grub-common u-boot-tools
   # booting images
   qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64
-  # cross-building the arm64 .deb
-  dpkg-dev file
+  # cross-building the arm64 .deb (the :arm64 libraries are listed in cross_packages)
+  dpkg-dev file g++-aarch64-linux-gnu
+)
+# Target libraries for the arm64 cross build: multiarch -dev packages installed next to
+# the host's (headers and .so in /usr/lib/aarch64-linux-gnu). apt pulls their own deps.
+cross_packages=(
+  libfdisk-dev:arm64 libblkid-dev:arm64 libzstd-dev:arm64 libssl-dev:arm64 libarchive-dev:arm64
 )
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+installed() {  # is package $1 installed?
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
 
+export DEBIAN_FRONTEND=noninteractive
+updated=0
+apt_update() { [ "$updated" = 1 ] || { apt-get update -qq; updated=1; }; }
+
+missing=()
+for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  apt_update
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+  updated=0
+fi
+missing=()
+for p in "${cross_packages[@]}"; do installed "$p" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_update
+  # Multi-Arch: same packages must have one version on both architectures, so the
+  # host's amd64 counterparts (and e.g. linux-libc-dev) are upgraded in the same step.
+  host_counterparts=("${missing[@]%:arm64}")
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" "${host_counterparts[@]}"
 fi
 
 # Foreign-architecture packages that tests take files from (busybox for a tiny arm64
 # rootfs, systemd-boot's arm64 EFI binary) are fetched as .debs into a cache, not installed.
 cache="${OSUP_DEPS_CACHE:-/var/cache/osup-deps}"
 mkdir -p "$cache"; chown _apt "$cache" 2>/dev/null || true
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-  dpkg --add-architecture arm64
-  apt-get update -qq
-fi
 for p in busybox-static:arm64 systemd-boot-efi:arm64 busybox-static:amd64 systemd-boot-efi:amd64; do
   name=${p%%:*}; arch=${p##*:}
   if ! ls "$cache/${name}_"*"_${arch}.deb" >/dev/null 2>&1; then
+    apt_update
     (cd "$cache" && apt-get download -qq "$p")
   fi
 done
