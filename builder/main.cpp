@@ -22,9 +22,11 @@ constexpr const char* kUsage =
     "  keygen --out DIR [--type ed25519|ecdsa|rsa]\n"
     "      write DIR/osup.key (private, 0600) and DIR/osup.pub.pem\n"
     "  image SPEC.json --key KEY.pem --out DIR [--version V] [--arch x86_64|aarch64]\n"
-    "        [--deb PKG.deb] [--workdir DIR] [--keep-workdir] [--no-disk]\n"
+    "        [--deb PKG.deb] [--overlay DIR] [--incremental] [--workdir DIR]\n"
+    "        [--keep-workdir] [--no-disk]\n"
     "        [--progress auto|bar|json|none]\n"
-    "      build NAME-VERSION-ARCH.img (disk), .osup (bundle) and .manifest.json\n"
+    "      build NAME-VERSION-ARCH.img (disk), .osup (bundle) and .manifest.json;\n"
+    "      --incremental reuses the tree built by the hooks when nothing they see changed\n"
     "  inspect FILE [--pubkey PEM] [--json]\n"
     "      show what a bundle or disk image holds; --pubkey checks signatures and hashes\n"
     "  flash IMAGE DEVICE [--yes] [--progress auto|bar|json|none]\n"
@@ -45,8 +47,9 @@ int cmd_keygen(const std::vector<std::string>& args) {
 
 int cmd_image(const std::vector<std::string>& args) {
   const std::string usage = "osup-build image SPEC.json --key KEY.pem --out DIR";
-  CliArgs a("osup-build image", args, {"key", "out", "version", "arch", "workdir", "progress", "deb"},
-            {"keep-workdir", "no-disk"});
+  CliArgs a("osup-build image", args,
+            {"key", "out", "version", "arch", "workdir", "progress", "deb", "overlay"},
+            {"keep-workdir", "no-disk", "incremental"});
   a.expect_positionals(1, 1, usage);
   build::ImageOptions o;
   o.spec_path = a.positionals()[0];
@@ -56,6 +59,8 @@ int cmd_image(const std::vector<std::string>& args) {
   if (auto arch = a.value("arch")) o.arch = parse_arch(*arch, "--arch");
   o.workdir = a.value("workdir");
   o.deb = a.value("deb");
+  o.overlay = a.value("overlay");
+  o.incremental = a.flag("incremental");
   o.keep_workdir = a.flag("keep-workdir");
   o.disk = !a.flag("no-disk");
   o.progress = parse_progress_mode(a.value_or("progress", "auto"));

@@ -14,6 +14,7 @@
 #include "builder/elf_check.h"
 #include "builder/esp.h"
 #include "builder/fs_image.h"
+#include "builder/rootfs_cache.h"
 #include "builder/rootfs_prepare.h"
 #include "builder/rootfs_source.h"
 #include "builder/spec.h"
@@ -156,20 +157,40 @@ ImageOutputs build_image(const ImageOptions& opts) {
   const std::string rootdir = (work / "rootfs").string();
   fs::create_directories(rootdir);
 
-  log.step("populating rootfs for " + arch_name(spec.arch));
-  with_context("populating rootfs", [&] { populate(spec, rootdir, epoch.has_value()); });
-  if (spec.overlay)
-    with_context("applying overlay", [&] { apply_overlay(spec.overlay->string(), rootdir); });
-  if (opts.deb) {
-    if (!fs::is_regular_file(*opts.deb))
-      fail("--deb " + *opts.deb + " is not a file; build the package with cpack first");
-    const fs::path cache = fs::path(rootdir) / "var/cache/osup";
-    fs::create_directories(cache);
-    fs::copy_file(*opts.deb, cache / fs::path(*opts.deb).filename(),
-                  fs::copy_options::overwrite_existing);
+  if (opts.deb && !fs::is_regular_file(*opts.deb))
+    fail("--deb " + *opts.deb + " is not a file; build the package with cpack first");
+  if (opts.overlay && !fs::is_directory(*opts.overlay))
+    fail("--overlay " + *opts.overlay + " is not a directory");
+  // Only the hooks make the tree worth caching; a plain source is as quick to unpack.
+  std::optional<std::string> cached_tree;
+  if (opts.incremental && !spec.hooks.empty())
+    cached_tree = with_context("computing the rootfs cache key", [&] {
+      return hooked_rootfs_cache_path(spec, hooked_rootfs_key(spec, opts.deb));
+    });
+  if (cached_tree && fs::exists(*cached_tree)) {
+    log.step("reusing rootfs " + *cached_tree + " (--incremental)");
+    with_context("extracting cached rootfs " + *cached_tree,
+                 [&] { extract_tarball(*cached_tree, rootdir); });
+  } else {
+    log.step("populating rootfs for " + arch_name(spec.arch));
+    with_context("populating rootfs", [&] { populate(spec, rootdir, epoch.has_value()); });
+    if (spec.overlay)
+      with_context("applying overlay", [&] { apply_overlay(spec.overlay->string(), rootdir); });
+    if (opts.deb) {
+      const fs::path cache = fs::path(rootdir) / "var/cache/osup";
+      fs::create_directories(cache);
+      fs::copy_file(*opts.deb, cache / fs::path(*opts.deb).filename(),
+                    fs::copy_options::overwrite_existing);
+    }
+    with_context("checking rootfs", [&] { check_rootfs_arch(rootdir, spec.arch); });
+    if (!spec.hooks.empty()) with_context("running hooks", [&] { run_hooks(spec, rootdir); });
+    if (cached_tree) {
+      log.step("caching rootfs as " + *cached_tree);
+      store_hooked_rootfs(rootdir, *cached_tree);
+    }
   }
-  with_context("checking rootfs", [&] { check_rootfs_arch(rootdir, spec.arch); });
-  if (!spec.hooks.empty()) with_context("running hooks", [&] { run_hooks(spec, rootdir); });
+  if (opts.overlay)
+    with_context("applying --overlay", [&] { apply_overlay(*opts.overlay, rootdir); });
   clock.done("populate");
 
   std::optional<KernelFiles> kernel = find_kernel(rootdir);

@@ -18,7 +18,11 @@ struct ImageOptions {
   // --deb: a package copied into the rootfs's /var/cache/osup/ for the spec's hooks to
   // install (images/minimal installs osup itself this way); the hooks remove it.
   std::optional<std::string> deb;
-  bool disk = true;  // false (--no-disk): bundle and manifest only, no disk image
+  // --overlay: a folder copied over the tree after the hooks (site configuration, test
+  // fixtures); it is not part of the --incremental cache key.
+  std::optional<std::string> overlay;
+  bool incremental = false;  // --incremental: see builder/rootfs_cache.h
+  bool disk = true;          // false (--no-disk): bundle and manifest only, no disk image
   ProgressMode progress = ProgressMode::automatic;
 };
 

@@ -95,10 +95,9 @@ TEST_CASE("osup-build image makes disks the real tools accept, for both arches",
                                {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
       CHECK_THAT(boot_dir.out, Catch::Contains(x86 ? "BOOTX64.EFI" : "BOOTAA64.EFI"));
       {
-        RunResult efi = run({"sh", "-c", "MTOOLS_SKIP_CHECK=1 mtype -i '" + (x / "esp") +
-                                             "' ::/EFI/BOOT/" +
-                                             (x86 ? "BOOTX64.EFI" : "BOOTAA64.EFI") +
-                                             " | head -c 2"});
+        RunResult efi = run({"sh", "-c",
+                             "MTOOLS_SKIP_CHECK=1 mtype -i '" + (x / "esp") + "' ::/EFI/BOOT/" +
+                                 (x86 ? "BOOTX64.EFI" : "BOOTAA64.EFI") + " | head -c 2"});
         CHECK(efi.out == "MZ");  // a PE/COFF EFI application
       }
       // The ESP carries the slot's kernel, initrd, signed manifest and its loader entry.
@@ -256,4 +255,69 @@ TEST_CASE("image --no-disk writes only bundle and manifest and leaves a director
                      key.public_key, "--json"});
   INFO(i.err);
   CHECK(i.exit_code == 0);
+}
+
+TEST_CASE("image --incremental reuses the tree the hooks built; --overlay comes on top",
+          "[integration]") {
+  test::TempDir dir;
+  test::TestKey key = test::make_key(dir / "key");
+  test::make_busybox_rootfs(Arch::x86_64, dir / "rootfs", false);
+  fs::create_directories(dir / "extra/etc");
+  std::ofstream(dir / "extra/etc/site.conf") << "site\n";
+  // The hook leaves a random stamp: the same stamp in a later build means the hook was skipped.
+  auto write_hook = [&](const std::string& tag) {
+    std::ofstream(dir / "stamp-hook")
+        << "#!/bin/sh\n# " << tag << "\ncat /proc/sys/kernel/random/uuid > /etc/hook-stamp\n";
+  };
+  write_hook("one");
+  write_spec(dir / "s.json", R"({"name":"inc","version":"1.0","rootfs":{"directory":"rootfs"},
+    "hooks":["stamp-hook"],"disk":{"size":"320M","esp":"64M","slot":"64M"}})");
+  const std::map<std::string, std::string> env = {{"OSUP_CACHE_DIR", dir / "cache"}};
+  // --keep-workdir leaves the final tree in OUT/.work-<stem>/rootfs to look at.
+  auto build_version = [&](const std::string& version, std::vector<std::string> extra) {
+    extra.insert(extra.end(), {"--version", version, "--no-disk", "--keep-workdir"});
+    RunResult r = build(dir / "s.json", key, dir / "o", extra, env);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    const std::string tree = dir / ("o/.work-inc-" + version + "-x86_64/rootfs");
+    CHECK(read_text_file(tree + "/etc/os-release").find("IMAGE_VERSION=\"" + version + "\"") !=
+          std::string::npos);
+    return tree;
+  };
+  auto cache_entries = [&] {
+    std::vector<std::string> v;
+    if (fs::exists(dir / "cache/rootfs"))
+      for (const auto& e : fs::directory_iterator(dir / "cache/rootfs"))
+        v.push_back(e.path().filename().string());
+    return v;
+  };
+
+  const std::string t1 = build_version("1.0", {"--incremental"});
+  const std::string stamp = read_text_file(t1 + "/etc/hook-stamp");
+  REQUIRE(cache_entries().size() == 1);
+  CHECK(cache_entries()[0].rfind("inc-x86_64-", 0) == 0);
+
+  // A new version and an --overlay: the cached tree is used, the overlay lands on top.
+  const std::string t2 = build_version("2.0", {"--incremental", "--overlay", dir / "extra"});
+  CHECK(read_text_file(t2 + "/etc/hook-stamp") == stamp);
+  CHECK(read_text_file(t2 + "/etc/site.conf") == "site\n");
+  CHECK_FALSE(fs::exists(t1 + "/etc/site.conf"));
+
+  // Without --incremental the hooks run again.
+  const std::string t3 = build_version("3.0", {});
+  CHECK(read_text_file(t3 + "/etc/hook-stamp") != stamp);
+
+  // A changed hook changes the key: the hook runs, and the stale tree is dropped.
+  const std::string old_entry = cache_entries()[0];
+  write_hook("two");
+  const std::string t4 = build_version("4.0", {"--incremental"});
+  CHECK(read_text_file(t4 + "/etc/hook-stamp") != stamp);
+  REQUIRE(cache_entries().size() == 1);
+  CHECK(cache_entries()[0] != old_entry);
+
+  RunResult bad = build(dir / "s.json", key, dir / "o", {"--overlay", dir / "missing"}, env);
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.err.find("--overlay " + (dir / "missing") + " is not a directory") !=
+        std::string::npos);
+  CHECK(std::count(bad.err.begin(), bad.err.end(), '\n') == 1);
 }
