@@ -3,12 +3,16 @@
 # installs the dependencies, builds osup and its .deb, makes a development signing key
 # if there is none, and writes out/minimal-<version>-<arch>.{img,osup,manifest.json}.
 #   scripts/build-default-image.sh [x86_64|aarch64] [extra osup-build image options]
-# aarch64 needs the osup .deb for arm64: built with the "aarch64" CMake preset's cross
-# toolchain (see CMakePresets.json), or pass --deb yourself.
+# The osup .deb comes from scripts/build-deb.sh: for aarch64 it is cross-built with the
+# "aarch64" CMake preset in build-aarch64/ (see CMakePresets.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 arch=${1:-x86_64}
 shift || true
+case "$arch" in
+  x86_64|aarch64) ;;
+  *) echo "build-default-image: unknown arch '$arch'; use x86_64 or aarch64" >&2; exit 2 ;;
+esac
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "build-default-image: must run as root (debootstrap, chroot); try: sudo $0" >&2
@@ -18,26 +22,14 @@ fi
 
 build=${OSUP_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-# cpack installs after building "all", so build everything here, in parallel.
+# The host build gives osup-build (and, for x86_64, the package's binaries).
 cmake --build "$build" -j"$(nproc)"
 
-deb_args=()
-case "$arch" in
-  x86_64)
-    (cd "$build" && cpack -G DEB >/dev/null)
-    deb_args=(--deb "$(ls -t "$build"/osup_*_amd64.deb | head -n1)") ;;
-  aarch64)
-    if ls build-aarch64/osup_*_arm64.deb >/dev/null 2>&1; then
-      deb_args=(--deb "$(ls -t build-aarch64/osup_*_arm64.deb | head -n1)")
-    else
-      echo "build-default-image: no arm64 osup .deb in build-aarch64/; the image is built without osup" >&2
-    fi ;;
-  *) echo "build-default-image: unknown arch '$arch'; use x86_64 or aarch64" >&2; exit 2 ;;
-esac
+deb=$(OSUP_BUILD_DIR="$build" ./scripts/build-deb.sh "$arch")
 
 if [ ! -f keys/osup.key ]; then
   echo "build-default-image: creating a development signing key in keys/ (keep it out of git)" >&2
   "$build/builder/osup-build" keygen --out keys >/dev/null
 fi
 "$build/builder/osup-build" image images/minimal.json --key keys/osup.key --out out \
-  --arch "$arch" "${deb_args[@]}" "$@"
+  --arch "$arch" --deb "$deb" "$@"
