@@ -31,6 +31,9 @@ case "$arch" in
   *) echo "build-deb: unknown arch '$arch'; use x86_64 or aarch64" >&2; exit 2 ;;
 esac
 
+# The same binaries give the same .deb (cpack takes its timestamps from SOURCE_DATE_EPOCH),
+# so `osup-build image --incremental`, whose cache key includes the package, keeps hitting.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 # cpack names the file it wrote: "CPack: - package: /path/osup_<ver>_<arch>.deb generated."
 out=$(cpack "${cpack_args[@]}" -G DEB)
 deb=$(sed -n 's/^CPack: - package: \(.*\.deb\) generated\.$/\1/p' <<<"$out")

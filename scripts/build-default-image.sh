@@ -31,5 +31,6 @@ if [ ! -f keys/osup.key ]; then
   echo "build-default-image: creating a development signing key in keys/ (keep it out of git)" >&2
   "$build/builder/osup-build" keygen --out keys >/dev/null
 fi
+# --incremental: a second version (--version V) reuses the tree the hooks built.
 "$build/builder/osup-build" image images/minimal.json --key keys/osup.key --out out \
-  --arch "$arch" --deb "$deb" "$@"
+  --arch "$arch" --deb "$deb" --incremental "$@"
