@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need, builds everything and runs the whole test suite
-# (CTest labels: unit, integration). Pass -L LABEL to run one tier.
+# (CTest labels: unit, integration, qemu). Pass -L LABEL to run one tier, -LE qemu to skip the boots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -eq 0 ]; then
