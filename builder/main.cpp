@@ -24,7 +24,7 @@ constexpr const char* kUsage =
     "  image SPEC.json --key KEY.pem --out DIR [--version V] [--arch x86_64|aarch64]\n"
     "        [--deb PKG.deb] [--overlay DIR] [--incremental] [--workdir DIR]\n"
     "        [--keep-workdir] [--no-disk]\n"
-    "        [--progress auto|bar|json|none]\n"
+    "        [--bundle-compression auto|zstd|none] [--progress auto|bar|json|none]\n"
     "      build NAME-VERSION-ARCH.img (disk), .osup (bundle) and .manifest.json;\n"
     "      --incremental reuses the tree built by the hooks when nothing they see changed\n"
     "  inspect FILE [--pubkey PEM] [--json]\n"
@@ -48,7 +48,8 @@ int cmd_keygen(const std::vector<std::string>& args) {
 int cmd_image(const std::vector<std::string>& args) {
   const std::string usage = "osup-build image SPEC.json --key KEY.pem --out DIR";
   CliArgs a("osup-build image", args,
-            {"key", "out", "version", "arch", "workdir", "progress", "deb", "overlay"},
+            {"key", "out", "version", "arch", "workdir", "progress", "deb", "overlay",
+             "bundle-compression"},
             {"keep-workdir", "no-disk", "incremental"});
   a.expect_positionals(1, 1, usage);
   build::ImageOptions o;
@@ -63,6 +64,8 @@ int cmd_image(const std::vector<std::string>& args) {
   o.incremental = a.flag("incremental");
   o.keep_workdir = a.flag("keep-workdir");
   o.disk = !a.flag("no-disk");
+  if (auto c = a.value("bundle-compression"))
+    o.bundle_compression = build::parse_bundle_compression(*c, "--bundle-compression");
   o.progress = parse_progress_mode(a.value_or("progress", "auto"));
   build::ImageOutputs out = build::build_image(o);
   for (const std::string& f : {out.disk, out.bundle, out.manifest})

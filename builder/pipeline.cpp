@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
 
+#include "builder/bundle_compression.h"
 #include "builder/disk_image.h"
 #include "builder/elf_check.h"
 #include "builder/esp.h"
@@ -268,8 +270,18 @@ ImageOutputs build_image(const ImageOptions& opts) {
     if (!initrd_copy.empty())
       m.payloads.push_back(describe_payload("initrd", "initrd", initrd_copy, false));
   }
-  m.payloads.push_back(describe_payload("verity", "root.verity.zst", verity_img, true));
-  m.payloads.push_back(describe_payload("root", "root." + spec.fs_type + ".zst", root_img, true));
+  // The verity tree and root go zstd-compressed or as they are: builder/bundle_compression.h.
+  const BundleCompression bundle_mode = opts.bundle_compression.value_or(spec.bundle_compression);
+  auto image_payload = [&](const char* name, const std::string& file, const std::string& path) {
+    const CompressionChoice c = choose_compression(bundle_mode, path, kBundleZstdLevel);
+    if (c.estimated_savings >= 0)
+      log.step(std::string("bundle: ") + name + (c.compress ? " zstd" : " uncompressed") +
+               " (zstd would save ~" + std::to_string(std::lround(c.estimated_savings * 100)) +
+               " %, auto wants >= " + std::to_string(std::lround(kAutoMinSavings * 100)) + " %)");
+    return describe_payload(name, c.compress ? file + ".zst" : file, path, c.compress);
+  };
+  m.payloads.push_back(image_payload("verity", "root.verity", verity_img));
+  m.payloads.push_back(image_payload("root", "root." + spec.fs_type, root_img));
   const std::string manifest_json = m.to_json();
   const std::string signature = key.sign(manifest_json);
   clock.done("describe");
@@ -290,8 +302,9 @@ ImageOutputs build_image(const ImageOptions& opts) {
                                                         {"verity", verity_img},
                                                         {"root", root_img}};
     for (const Payload& p : m.payloads) {
-      Progress progress("compress " + p.name, p.size, opts.progress);
-      writer.add_payload(p, sources.at(p.name), 3, &progress);
+      Progress progress((p.compression == "zstd" ? "compress " : "copy ") + p.name, p.size,
+                        opts.progress);
+      writer.add_payload(p, sources.at(p.name), kBundleZstdLevel, &progress);
     }
     writer.finish();
   });

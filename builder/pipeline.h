@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "builder/bundle_compression.h"
 #include "format/arch.h"
 #include "format/progress.h"
 
@@ -23,6 +24,8 @@ struct ImageOptions {
   std::optional<std::string> overlay;
   bool incremental = false;  // --incremental: see builder/rootfs_cache.h
   bool disk = true;          // false (--no-disk): bundle and manifest only, no disk image
+  // --bundle-compression: overrides the spec's bundle.compression.
+  std::optional<BundleCompression> bundle_compression;
   ProgressMode progress = ProgressMode::automatic;
 };
 

@@ -181,7 +181,7 @@ Spec parse_spec(const json& j, const fs::path& spec_dir_in) {
   if (!j.is_object()) fail("expected a JSON object at the top level");
   check_keys(j, "",
              {"name", "version", "arch", "compatible", "rootfs", "overlay", "hooks", "filesystem",
-              "disk", "boot"});
+              "disk", "boot", "bundle"});
   Spec s;
   s.spec_dir = fs::absolute(spec_dir_in).lexically_normal();
 
@@ -260,6 +260,12 @@ Spec parse_spec(const json& j, const fs::path& spec_dir_in) {
       field_error("boot.tries", std::to_string(tries) + " is out of range; use 1..10");
     s.tries = static_cast<int>(tries);
   }
+
+  const json& bundle = get_object(j, "bundle", "bundle");
+  check_keys(bundle, "bundle", {"compression"});
+  s.bundle_compression =
+      parse_bundle_compression(get_string(bundle, "compression", "bundle.compression", "auto"),
+                               "field 'bundle.compression'");
   return s;
 }
 

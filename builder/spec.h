@@ -28,6 +28,9 @@
 //                  "slot": ["768M"] each root partition (A and B)}; sizes take K, M, G, T.
 //   boot          {"cmdline": [""] extra kernel command line,
 //                  "tries": [3] boots a new slot gets before the loader falls back, 1..10}
+//   bundle        {"compression": ["auto"] auto|zstd|none: how the update bundle carries the
+//                  verity tree and root image; auto = zstd unless it saves under 10 %
+//                  (builder/bundle_compression.h). --bundle-compression overrides it.}
 #pragma once
 
 #include <cstdint>
@@ -38,6 +41,7 @@
 #include <variant>
 #include <vector>
 
+#include "builder/bundle_compression.h"
 #include "format/arch.h"
 
 namespace osup::build {
@@ -65,6 +69,7 @@ struct Spec {
   uint64_t disk_size = 2ull << 30, esp_size = 256ull << 20, slot_size = 768ull << 20;
   std::string cmdline;
   int tries = 3;
+  BundleCompression bundle_compression = BundleCompression::automatic;
 };
 
 // Reads and validates the spec at PATH; errors start with "spec PATH: ".

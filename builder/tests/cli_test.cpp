@@ -321,3 +321,58 @@ TEST_CASE("image --incremental reuses the tree the hooks built; --overlay comes 
         std::string::npos);
   CHECK(std::count(bad.err.begin(), bad.err.end(), '\n') == 1);
 }
+
+TEST_CASE("image --bundle-compression and the spec's bundle.compression choose the payloads' form",
+          "[integration]") {
+  test::TempDir dir;
+  test::TestKey key = test::make_key(dir / "key");
+  test::make_busybox_rootfs(Arch::x86_64, dir / "rootfs", true);
+  // Compression of the verity and root payloads in a build's manifest, and the bundle's entries.
+  auto payloads = [&](const std::string& out) {
+    std::map<std::string, std::string> m;
+    const json manifest = json::parse(read_text_file(out + "/b-1.0-x86_64.manifest.json"));
+    for (const json& p : manifest["payloads"])
+      if (p["name"] == "verity" || p["name"] == "root")
+        m[p["name"]] = p["compression"].get<std::string>() + " " + p["file"].get<std::string>();
+    RunResult i = run({test::osup_build_exe(), "inspect", out + "/b-1.0-x86_64.osup", "--pubkey",
+                       key.public_key});
+    INFO(i.out << i.err);
+    CHECK(i.exit_code == 0);  // signature and every payload's sha256 check out
+    return m;
+  };
+  write_spec(dir / "none.json", R"({"name":"b","version":"1.0","rootfs":{"directory":"rootfs"},
+    "disk":{"size":"320M","esp":"64M","slot":"64M"},"bundle":{"compression":"none"}})");
+  RunResult r = build(dir / "none.json", key, dir / "o-none", {"--no-disk"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(payloads(dir / "o-none") ==
+        std::map<std::string, std::string>{{"verity", "none root.verity"},
+                                           {"root", "none root.erofs"}});
+  // The option wins over the spec.
+  r = build(dir / "none.json", key, dir / "o-zstd", {"--no-disk", "--bundle-compression", "zstd"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(payloads(dir / "o-zstd") ==
+        std::map<std::string, std::string>{{"verity", "zstd root.verity.zst"},
+                                           {"root", "zstd root.erofs.zst"}});
+
+  // auto (the default): a root of mostly random data gains nothing from zstd and travels as it
+  // is; its zero-padded verity tree does gain and is compressed. --progress bar shows why.
+  fs::create_directories(dir / "rootfs/usr/share");
+  test::write_random_file(dir / "rootfs/usr/share/random.bin", 8 << 20, 9);
+  write_spec(dir / "auto.json", R"({"name":"b","version":"1.0","rootfs":{"directory":"rootfs"},
+    "disk":{"size":"320M","esp":"64M","slot":"64M"}})");
+  r = build(dir / "auto.json", key, dir / "o-auto", {"--no-disk", "--progress", "bar"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(payloads(dir / "o-auto") ==
+        std::map<std::string, std::string>{{"verity", "zstd root.verity.zst"},
+                                           {"root", "none root.erofs"}});
+  CHECK_THAT(r.err, Catch::Contains("bundle: root uncompressed (zstd would save ~") &&
+                        Catch::Contains("auto wants >= 10 %)"));
+
+  r = build(dir / "auto.json", key, dir / "o-bad", {"--bundle-compression", "xz"});
+  CHECK(r.exit_code != 0);
+  CHECK(r.err ==
+        "osup-build: --bundle-compression: 'xz' is not a bundle compression; use auto, zstd or "
+        "none\n");
+  CHECK_FALSE(fs::exists(dir / "o-bad"));
+}

@@ -61,6 +61,7 @@ TEST_CASE("spec: minimal spec gets every default", "[unit]") {
   CHECK(s.slot_size == 768 * osup::MiB);
   CHECK(s.cmdline.empty());
   CHECK(s.tries == 3);
+  CHECK(s.bundle_compression == osup::build::BundleCompression::automatic);
   CHECK(s.spec_dir == fs::path(d.dir.path()));
 }
 
@@ -75,7 +76,8 @@ TEST_CASE("spec: full spec with every field", "[unit]") {
             {"hooks", {"hooks/10-setup.sh"}},
             {"filesystem", {{"type", "squashfs"}, {"compression", "xz"}}},
             {"disk", {{"size", "4G"}, {"esp", "512M"}, {"slot", "1G"}}},
-            {"boot", {{"cmdline", "quiet console=ttyAMA0"}, {"tries", 5}}}};
+            {"boot", {{"cmdline", "quiet console=ttyAMA0"}, {"tries", 5}}},
+            {"bundle", {{"compression", "none"}}}};
   Spec s = d.parse(j);
   CHECK(s.arch == osup::Arch::aarch64);
   CHECK(s.compatible == "demo-board-v2");
@@ -92,6 +94,7 @@ TEST_CASE("spec: full spec with every field", "[unit]") {
   CHECK(s.slot_size == osup::GiB);
   CHECK(s.cmdline == "quiet console=ttyAMA0");
   CHECK(s.tries == 5);
+  CHECK(s.bundle_compression == osup::build::BundleCompression::none);
 }
 
 TEST_CASE("spec: squashfs defaults to zstd, sizes may be plain byte counts", "[unit]") {
@@ -218,6 +221,13 @@ TEST_CASE("spec: every validation error names the field and the problem", "[unit
   CHECK_THAT(with("boot", {{"tries", "3"}}), StartsWith("field 'boot.tries': expected an integer"));
   CHECK_THAT(with("boot", {{"cmdline", "quiet\nroot=/dev/sda"}}),
              StartsWith("field 'boot.cmdline': contains a control character"));
+  CHECK_THAT(with("bundle", {{"compression", "xz"}}),
+             StartsWith("field 'bundle.compression': 'xz' is not a bundle compression; use auto, "
+                        "zstd or none"));
+  CHECK_THAT(with("bundle", {{"compression", 3}}),
+             StartsWith("field 'bundle.compression': expected a string"));
+  CHECK_THAT(with("bundle", {{"level", 19}}), StartsWith("field 'bundle.level': unknown field"));
+  CHECK_THAT(with("bundle", "zstd"), StartsWith("field 'bundle': expected an object"));
   CHECK_THAT(d.error(json::array()), StartsWith("expected a JSON object"));
 }
 

@@ -108,7 +108,8 @@ TestKey make_key(const std::string& dir, const std::string& type) {
 }
 
 TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string& version,
-                           const TestKey& key, const std::string& name) {
+                           const TestKey& key, const std::string& name,
+                           const std::vector<std::string>& extra_args, const std::string& out) {
   const std::string root = dir + "/rootfs-" + arch_name(arch);
   if (!fs::exists(root)) make_busybox_rootfs(arch, root, true);
   const std::string spec = dir + "/" + name + "-" + arch_name(arch) + ".json";
@@ -119,10 +120,12 @@ TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string&
     "filesystem": {"type": "erofs", "compression": "lz4hc"},
     "disk": {"size": "320M", "esp": "64M", "slot": "64M"},
     "boot": {"cmdline": "console=ttyS0", "tries": 3}})";
-  RunResult r =
-      run({osup_build_exe(), "image", spec, "--key", key.private_key, "--out", dir + "/out"});
+  std::vector<std::string> argv = {osup_build_exe(), "image", spec,           "--key",
+                                   key.private_key,  "--out", dir + "/" + out};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  RunResult r = run(argv);
   if (r.exit_code != 0) fail("osup-build image failed: " + r.err);
-  std::string stem = dir + "/out/" + name + "-" + version + "-" + arch_name(arch);
+  std::string stem = dir + "/" + out + "/" + name + "-" + version + "-" + arch_name(arch);
   return {stem + ".img", stem + ".osup", stem + ".manifest.json"};
 }
 

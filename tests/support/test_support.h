@@ -58,9 +58,12 @@ struct TestKey {
 TestKey make_key(const std::string& dir, const std::string& type = "ed25519");
 
 // Builds a tiny busybox image with the real osup-build CLI: spec, rootfs and outputs live
-// under DIR. Throws with osup-build's stderr on failure.
+// under DIR (outputs in DIR/OUT). Throws with osup-build's stderr on failure. extra_args go
+// to `osup-build image` (e.g. --bundle-compression none).
 TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string& version,
-                           const TestKey& key, const std::string& name = "tiny");
+                           const TestKey& key, const std::string& name = "tiny",
+                           const std::vector<std::string>& extra_args = {},
+                           const std::string& out = "out");
 
 // SHA-256 (hex) of the bytes of the partition labelled LABEL in a disk image.
 [[nodiscard]] std::string partition_sha256(const std::string& disk, const std::string& label);
