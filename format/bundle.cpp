@@ -9,7 +9,9 @@
 #include <zstd_errors.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <thread>
@@ -275,6 +277,11 @@ struct BundleReader::Impl {
   ZSTD_inBuffer zin{nullptr, 0, 0};
   la_int64_t entry_offset = 0;  // of the next compressed byte in the current entry
   bool entry_eof = false, frame_complete = false;
+  // An uncompressed payload in a regular file is read with pread straight into the caller's
+  // buffer (the stream's aligned O_DIRECT chunks) instead of through libarchive's buffer: one
+  // copy of every byte less. libarchive then seeks past the entry.
+  int64_t file_base = -1;               // where the tar starts in fd when fd is a regular file
+  std::optional<uint64_t> data_offset;  // in fd, of the current "none" payload read in place
 
   ~Impl() {
     if (a) archive_read_free(a);
@@ -357,6 +364,46 @@ struct BundleReader::Impl {
     return 0;
   }
 
+  // Where the data of the entry just read starts in fd, or nullopt when the headers at
+  // archive_read_header_position() are not one plain ustar header (optionally after a pax
+  // header) naming this entry: then libarchive reads it. Either way what is read is checked
+  // (sha256 or verity), so a wrong offset could only fail an install, never corrupt one.
+  std::optional<uint64_t> locate_data(archive_entry* e) {
+    if (file_base < 0) return std::nullopt;
+    uint64_t pos = static_cast<uint64_t>(file_base + archive_read_header_position(a));
+    std::array<char, 512> h{};
+    auto octal = [&](size_t at, size_t len) -> std::optional<uint64_t> {
+      uint64_t v = 0;
+      size_t i = at;
+      while (i < at + len && h[i] == ' ') ++i;
+      if (i == at + len || h[i] < '0' || h[i] > '7') return std::nullopt;
+      for (; i < at + len && h[i] >= '0' && h[i] <= '7'; ++i)
+        v = v * 8 + static_cast<uint64_t>(h[i] - '0');
+      return v;
+    };
+    auto load = [&]() {
+      if (pread_full(fd, std::as_writable_bytes(std::span(h)), pos, name) != h.size()) return false;
+      unsigned sum = 0;
+      for (size_t i = 0; i < h.size(); ++i)
+        sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(h[i]);
+      return std::memcmp(h.data() + 257, "ustar", 5) == 0 && octal(148, 8) == sum;
+    };
+    if (!load()) return std::nullopt;
+    if (h[156] == 'x') {  // pax attributes (e.g. a size over 8 GiB), then the real header
+      auto pax = octal(124, 12);
+      if (!pax) return std::nullopt;
+      pos += 512 + (*pax + 511) / 512 * 512;
+      if (!load()) return std::nullopt;
+    }
+    const std::string entry = entry_name(e);
+    const auto size = static_cast<uint64_t>(archive_entry_size(e));
+    if ((h[156] != '0' && h[156] != '\0') ||
+        std::string(h.data(), strnlen(h.data(), 100)) != entry ||
+        (size < (uint64_t{1} << 33) && octal(124, 12) != size))
+      return std::nullopt;
+    return pos + 512;
+  }
+
   size_t read(std::span<std::byte> buf) {
     if (!cur) {
       if (next > 0) return 0;  // reading again after a payload's end stays at its end
@@ -364,7 +411,13 @@ struct BundleReader::Impl {
     }
     if (buf.empty()) fail("bundle read with an empty buffer");
     size_t n = 0;
-    if (cur->compression == "none") {
+    if (data_offset) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), cur->size - produced));
+      if (want == 0) return finish_payload();
+      n = pread_full(fd, buf.first(want), *data_offset + produced, name);
+      if (n < want)
+        fail("payload '" + cur->name + "': " + name + " ends early; the bundle is truncated");
+    } else if (cur->compression == "none") {
       la_ssize_t r = archive_read_data(a, buf.data(), buf.size());
       if (r < 0)
         fail("payload '" + cur->name + "': reading " + name + ": " + archive_err(a) +
@@ -435,12 +488,15 @@ struct BundleReader::Impl {
     frame_complete = false;
     zin = {nullptr, 0, 0};
     entry_offset = 0;
+    data_offset = cur->compression == "none" ? locate_data(e) : std::nullopt;
     if (cur->compression == "zstd") ZSTD_DCtx_reset(dctx.get(), ZSTD_reset_session_only);
     return cur;
   }
 
   void read_header() {
     if (header_read) return;
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) file_base = ::lseek(fd, 0, SEEK_CUR);
     // Opening reads the first block to recognize the format: that is where junk fails.
     if (archive_read_open_fd(a, fd, kReadBlock) != ARCHIVE_OK)
       fail(name + " is not an osup bundle: " + archive_err(a));
@@ -525,6 +581,8 @@ Manifest BundleReader::parse_unverified() const { return Manifest::parse(manifes
 const Payload* BundleReader::next_payload() {
   return guarded(impl_->broken, [&] { return impl_->next_payload(); });
 }
+
+bool BundleReader::reads_in_place() const { return impl_->data_offset.has_value(); }
 
 void BundleReader::skip_sha256_for_current() {
   Impl& r = *impl_;

@@ -76,6 +76,9 @@ class BundleReader {
   // means tied to the signed manifest, e.g. the root image, whose every block is checked
   // against the verity tree of the signed root hash. Resets at the next payload.
   void skip_sha256_for_current();
+  // Whether the current payload is read with pread straight from the bundle file into the
+  // caller's buffer (uncompressed payloads of a bundle file; not from a pipe).
+  [[nodiscard]] bool reads_in_place() const;
 
  private:
   struct Impl;

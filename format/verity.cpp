@@ -6,9 +6,14 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
 
 #include "format/error.h"
 #include "format/fd.h"
@@ -59,9 +64,12 @@ void check_salt(const Params& p) {
     fail("dm-verity salt of " + std::to_string(p.salt.size()) + " bytes is longer than 256");
 }
 
-// --- hashing ----------------------------------------------------------------------------
+}  // namespace
 
-const EVP_MD* sha256_md() {
+// --- hashing ----------------------------------------------------------------------------
+// Outside the anonymous namespace: DataVerifier (verity.h) holds a ParallelHasher.
+
+static const EVP_MD* sha256_md() {
   // Fetched once: an explicit fetch avoids OpenSSL 3's implicit lookup on every init.
   static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   if (!md) fail("sha256: cannot fetch the OpenSSL digest");
@@ -94,21 +102,99 @@ class BlockHasher {
   EVP_MD_CTX* ctx_;
 };
 
-// Hashes `count` consecutive blocks into packed digests, splitting the work over two
-// threads when there is enough of it (the target machines have two cores with SHA-NI).
-void hash_blocks(std::span<const uint8_t> salt, const std::byte* blocks, uint64_t count,
-                 uint8_t* out) {
-  if (count < kParallelMin) {
-    BlockHasher(salt).hash_many(blocks, count, out);
-    return;
+// Hashes blocks on the caller's thread and one helper thread kept for the object's life
+// (a thread per call would cost a thread creation per 2 MiB stream chunk). Both take
+// batches from a shared counter, so the thread that gets more CPU (the other core may be
+// busy reading or writing) hashes more; digests land at their block's place either way.
+class ParallelHasher {
+ public:
+  explicit ParallelHasher(std::span<const uint8_t> salt)
+      : salt_(salt.begin(), salt.end()), mine_(salt_), helper_([this] { helper_loop(); }) {}
+  ~ParallelHasher() {
+    {
+      std::lock_guard lk(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    helper_.join();
   }
-  uint64_t half = count / 2;
-  auto second = std::async(std::launch::async, [&] {
-    BlockHasher(salt).hash_many(blocks + half * kBlockSize, count - half, out + half * kDigestSize);
-  });
-  BlockHasher(salt).hash_many(blocks, half, out);
-  second.get();
-}
+  ParallelHasher(const ParallelHasher&) = delete;
+  ParallelHasher& operator=(const ParallelHasher&) = delete;
+
+  // Packed digests of `count` consecutive blocks into out.
+  void hash(const std::byte* blocks, uint64_t count, uint8_t* out) {
+    if (count < kParallelMin) {
+      mine_.hash_many(blocks, count, out);
+      return;
+    }
+    {
+      std::lock_guard lk(m_);
+      blocks_ = blocks;
+      count_ = count;
+      out_ = out;
+      next_.store(0);
+      state_ = State::posted;
+    }
+    cv_.notify_all();
+    std::exception_ptr mine_error;
+    try {
+      take_batches(mine_);
+    } catch (...) {
+      mine_error = std::current_exception();
+      next_.store(count);  // the helper stops at its next batch
+    }
+    std::unique_lock lk(m_);
+    if (state_ == State::posted) state_ = State::idle;  // not picked up: all done here
+    cv_.wait(lk, [&] { return state_ == State::idle; });
+    if (mine_error) std::rethrow_exception(mine_error);
+    if (helper_error_) std::rethrow_exception(std::exchange(helper_error_, nullptr));
+  }
+
+ private:
+  enum class State { idle, posted, running };
+  static constexpr uint64_t kBatch = 32;  // blocks (128 KiB) taken at a time
+
+  void take_batches(BlockHasher& h) {
+    for (uint64_t i; (i = next_.fetch_add(kBatch)) < count_;)
+      h.hash_many(blocks_ + i * kBlockSize, std::min(kBatch, count_ - i), out_ + i * kDigestSize);
+  }
+
+  void helper_loop() {
+    std::optional<BlockHasher> h;
+    std::unique_lock lk(m_);
+    for (;;) {
+      cv_.wait(lk, [&] { return stop_ || state_ == State::posted; });
+      if (stop_) return;
+      state_ = State::running;
+      lk.unlock();
+      try {
+        if (!h) h.emplace(salt_);
+        take_batches(*h);
+      } catch (...) {
+        next_.store(count_);
+        helper_error_ = std::current_exception();  // read by hash() only after state_ = idle
+      }
+      lk.lock();
+      state_ = State::idle;
+      cv_.notify_all();
+    }
+  }
+
+  std::vector<uint8_t> salt_;
+  BlockHasher mine_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  State state_ = State::idle;
+  bool stop_ = false;
+  const std::byte* blocks_ = nullptr;  // the job: set under m_ before it is posted
+  uint64_t count_ = 0;
+  uint8_t* out_ = nullptr;
+  std::atomic<uint64_t> next_{0};
+  std::exception_ptr helper_error_;
+  std::thread helper_;  // last: starts once everything above is ready
+};
+
+namespace {
 
 Digest hash_one(std::span<const uint8_t> salt, const std::byte* block) {
   Digest d{};
@@ -215,13 +301,14 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress) {
            std::to_string(p.data_size) + " bytes were to be hashed; is it the right file?");
     return want;
   };
+  ParallelHasher hasher(p.salt);
   size_t which = 0;
   std::future<size_t> pending = std::async(std::launch::async, read_chunk, which, uint64_t{0});
   for (uint64_t offset = 0; offset < p.data_size;) {
     size_t n = pending.get();
     uint64_t after = offset + n;
     if (after < p.data_size) pending = std::async(std::launch::async, read_chunk, which ^ 1, after);
-    hash_blocks(p.salt, bufs[which].data(), n / kBlockSize,
+    hasher.hash(bufs[which].data(), n / kBlockSize,
                 level.data() + offset / kBlockSize * kDigestSize);
     if (progress) progress->advance(n);
     offset = after;
@@ -243,7 +330,7 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress) {
       return hash_one(p.salt, blocks);
     }
     std::vector<uint8_t> upper(padded(levels[i].blocks));
-    hash_blocks(p.salt, blocks, levels[i].blocks, upper.data());
+    hasher.hash(blocks, levels[i].blocks, upper.data());
     level = std::move(upper);
   }
 }
@@ -303,6 +390,7 @@ void verify_tree(int hash_fd, const Params& p, const Digest& root_hash, uint64_t
   // Top-down: each level's digests of the level below are trusted once that level's own
   // blocks have matched their parent. Only levels >= 1 are kept (they are 1/16384 of the
   // data); level 0 is streamed.
+  ParallelHasher hasher(p.salt);
   std::vector<uint8_t> parent(root_hash.begin(), root_hash.end());
   std::vector<std::byte> buf;
   std::vector<uint8_t> digests;
@@ -315,10 +403,10 @@ void verify_tree(int hash_fd, const Params& p, const Digest& root_hash, uint64_t
       uint64_t n = std::min(kStep, l.blocks - first);
       buf.resize(n * kBlockSize);
       digests.resize(n * kDigestSize);
-      if (pread_full(hash_fd, buf, hash_offset + l.offset + first * kBlockSize, "verity hash device") !=
-          buf.size())
+      if (pread_full(hash_fd, buf, hash_offset + l.offset + first * kBlockSize,
+                     "verity hash device") != buf.size())
         fail("dm-verity hash device is truncated in level " + std::to_string(i));
-      hash_blocks(p.salt, buf.data(), n, digests.data());
+      hasher.hash(buf.data(), n, digests.data());
       for (uint64_t k = 0; k < n; ++k)
         if (std::memcmp(digests.data() + k * kDigestSize, parent.data() + (first + k) * kDigestSize,
                         kDigestSize) != 0)
@@ -351,7 +439,10 @@ DataVerifier::DataVerifier(int hash_fd, Params p, std::optional<Digest> root_has
     level0_offset_ = levels[0].offset;
   }
   partial_.reserve(kBlockSize);
+  hasher_ = std::make_unique<ParallelHasher>(p_.salt);
 }
+
+DataVerifier::~DataVerifier() = default;
 
 void DataVerifier::load_expected(uint64_t first_block) {
   // A window of 32768 digests (1 MiB) covers 128 MiB of data.
@@ -379,7 +470,7 @@ void DataVerifier::check_blocks(const std::byte* blocks, uint64_t count) {
       load_expected(next_block_);
     uint64_t n = std::min(count, expected_first_ + expected_count_ - next_block_);
     actual_.resize(n * kDigestSize);
-    hash_blocks(p_.salt, blocks, n, actual_.data());
+    hasher_->hash(blocks, n, actual_.data());
     const uint8_t* want = expected_.data() + (next_block_ - expected_first_) * kDigestSize;
     if (std::memcmp(actual_.data(), want, actual_.size()) != 0) {
       uint64_t k = 0;
@@ -423,8 +514,8 @@ void DataVerifier::finish() {
          "; was the image truncated?");
 }
 
-void verify(int data_fd, int hash_fd, const Params& p, const Digest& root_hash,
-            Progress* progress, uint64_t data_offset, uint64_t hash_offset) {
+void verify(int data_fd, int hash_fd, const Params& p, const Digest& root_hash, Progress* progress,
+            uint64_t data_offset, uint64_t hash_offset) {
   verify_tree(hash_fd, p, root_hash, hash_offset);
   DataVerifier verifier(hash_fd, p, root_hash, hash_offset);
   (void)posix_fadvise(data_fd, 0, 0, POSIX_FADV_SEQUENTIAL);

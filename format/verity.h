@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -48,14 +49,21 @@ struct Params {
 // to root_hash. Reads only the hash device. Throws naming the level and block.
 void verify_tree(int hash_fd, const Params& p, const Digest& root_hash, uint64_t hash_offset = 0);
 
+class ParallelHasher;
+
 // Checks data, fed in order in chunks of any size, against level 0 of a hash device already
 // checked by verify_tree. Constant memory: level-0 hashes are read with pread as needed.
+// update() hashes on the calling thread and a helper thread the verifier keeps (two cores:
+// SHA-256 of every block is the install's biggest CPU cost).
 class DataVerifier {
  public:
   // root_hash is only needed for a single-block image, which has no level 0 on disk (its
   // data block's hash is the root hash); other images are checked against level 0 alone.
   DataVerifier(int hash_fd, Params p, std::optional<Digest> root_hash = std::nullopt,
                uint64_t hash_offset = 0);
+  ~DataVerifier();
+  DataVerifier(const DataVerifier&) = delete;
+  DataVerifier& operator=(const DataVerifier&) = delete;
   // Throws "data block N does not match its verity hash" at the first bad block.
   void update(std::span<const std::byte> data);
   // Throws if fewer than p.data_size bytes were fed.
@@ -79,6 +87,7 @@ class DataVerifier {
   uint64_t expected_first_ = 0;     // block index of expected_[0]
   uint64_t expected_count_ = 0;     // digests held in expected_
   std::vector<uint8_t> actual_;     // scratch digests of the batch being checked
+  std::unique_ptr<ParallelHasher> hasher_;
 };
 
 // Full check like `veritysetup verify`: verify_tree, then DataVerifier over data_fd.

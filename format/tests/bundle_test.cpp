@@ -207,6 +207,98 @@ TEST_CASE("bundle reads as a stream from a pipe", "[unit]") {
   CHECK(got == expected(f));
 }
 
+TEST_CASE("uncompressed payloads are read in place from a file, through libarchive from a pipe",
+          "[unit]") {
+  Fixture f;
+  for (Payload& p : f.manifest.payloads) {
+    p.compression = "none";
+    p.file = p.file.ends_with(".zst") ? p.file.substr(0, p.file.size() - 4) : p.file;
+  }
+  const std::string b = f.write("none.osup");
+  // Which payloads a reader reads in place, and what it read.
+  auto read_in_place = [&](const std::string& path, std::vector<bool>* in_place) {
+    UniqueFd fd = open_file(path, O_RDONLY);
+    BundleReader r(fd.get(), path);
+    r.verify(f.trust);
+    std::vector<std::string> out;
+    std::vector<std::byte> buf(100000);
+    while (const Payload* p = r.next_payload()) {
+      in_place->push_back(r.reads_in_place());
+      Sha256 h;
+      uint64_t n = 0;
+      while (size_t got = r.read(buf)) {
+        h.update(std::span(buf.data(), got));
+        n += got;
+      }
+      out.push_back(p->name + "=" + to_hex(h.finish()) + " " + std::to_string(n));
+    }
+    return out;
+  };
+  std::vector<bool> in_place;
+  CHECK(read_in_place(b, &in_place) == expected(f));
+  CHECK(in_place == std::vector<bool>(4, true));
+  CHECK(read_file(b, f.trust, 7) == expected(f));
+
+  // Other tar writers: plain ustar, and pax with an extended header before every entry.
+  for (const char* format : {"ustar", "pax"}) {
+    CAPTURE(format);
+    std::string x = f.dir / (std::string("x-") + format);
+    fs::create_directory(x);
+    run_checked({"tar", "-xf", b, "-C", x});
+    const std::string t = f.dir / (std::string(format) + ".tar");
+    run_checked({"tar", std::string("--format=") + format, "-cf", t, "-C", x, "manifest.json",
+                 "manifest.json.sig", "vmlinuz", "initrd", "root.verity", "root.erofs"});
+    in_place.clear();
+    CHECK(read_in_place(t, &in_place) == expected(f));
+    CHECK(in_place == std::vector<bool>(4, true));
+  }
+
+  // A flipped byte anywhere in a payload read in place is caught by its sha256.
+  const std::string good = file_bytes(b);
+  auto entries = tar_entries(good);
+  REQUIRE(entries.size() == 6);
+  for (uint64_t at : {uint64_t{0}, entries[5].size / 2, entries[5].size - 1}) {
+    CAPTURE(at);
+    std::string bad = good;
+    bad[entries[5].data_offset + at] ^= 0x01;
+    put_bytes(f.dir / "bad.osup", bad);
+    CHECK_THROWS_WITH(read_file(f.dir / "bad.osup", f.trust),
+                      "payload 'root': sha256 mismatch; the bundle is corrupt");
+  }
+  // Cut inside the data read in place.
+  put_bytes(f.dir / "cut.osup", std::string_view(good).substr(0, entries[5].data_offset + 1000));
+  CHECK_THROWS_WITH(read_file(f.dir / "cut.osup", f.trust),
+                    Catch::Contains("payload 'root'") && Catch::Contains("truncated"));
+
+  // From a pipe the same bundle goes through libarchive.
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  UniqueFd rd(p[0]);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::thread writer([&, w = UniqueFd(p[1])] {
+    try {
+      write_all(w.get(), std::as_bytes(std::span(good)), "pipe");
+    } catch (const Error&) {
+    }
+  });
+  BundleReader r(rd.get(), "-");
+  r.verify(f.trust);
+  std::vector<std::byte> buf(65536);
+  std::vector<std::string> got;
+  while (const Payload* pl = r.next_payload()) {
+    CHECK_FALSE(r.reads_in_place());
+    Sha256 h;
+    uint64_t n = 0;
+    while (size_t k = r.read(buf)) {
+      h.update(std::span(buf.data(), k));
+      n += k;
+    }
+    got.push_back(pl->name + "=" + to_hex(h.finish()) + " " + std::to_string(n));
+  }
+  writer.join();
+  CHECK(got == expected(f));
+}
+
 TEST_CASE("bundle bytes are deterministic and tar lists the entries in order", "[unit]") {
   Fixture f;
   std::string a = file_bytes(f.write("a.osup")), b = file_bytes(f.write("b.osup"));

@@ -152,6 +152,58 @@ TEST_CASE("verity rejects a flipped bit in the data", "[unit]") {
   }
 }
 
+TEST_CASE("verity DataVerifier catches a bad block in either thread's share, by number", "[unit]") {
+  // update() hashes a chunk on two threads, 32-block batches at a time from a shared
+  // counter, so any block may be hashed by either; whichever finds it, the error must name
+  // the first bad block and bytes_checked() must stop right before it.
+  TempDir dir;
+  const uint64_t blocks = 3 * 512 + 77;  // three 2 MiB stream chunks and a short tail
+  const std::string data = dir / "data", hash = dir / "hash";
+  test::write_random_file(data, blocks * kB, 19);
+  auto p = verity::make_params(blocks * kB, "halves");
+  Digest root = build_files(data, hash, p);
+  const std::string good = read_file(data);
+  UniqueFd h = open_file(hash, O_RDONLY);
+
+  auto first_error = [&](const std::string& bytes, size_t chunk, uint64_t* checked) {
+    verity::DataVerifier v(h.get(), p, root);
+    auto all = std::as_bytes(std::span(bytes.data(), bytes.size()));
+    try {
+      for (size_t pos = 0; pos < all.size(); pos += chunk)
+        v.update(all.subspan(pos, std::min(chunk, all.size() - pos)));
+      v.finish();
+    } catch (const Error& e) {
+      *checked = v.bytes_checked();
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // first block, end of a first half, start of a second half, a batch edge inside a chunk,
+  // the middle, the last block of a chunk, the last block of the image.
+  for (uint64_t bad : {uint64_t{0}, uint64_t{255}, uint64_t{256}, uint64_t{512 + 31},
+                       uint64_t{512 + 300}, uint64_t{1023}, blocks - 1}) {
+    std::string bytes = good;
+    bytes[bad * kB + 4000] ^= 0x01;
+    for (size_t chunk : {size_t{2} << 20, size_t{1} << 20, bytes.size(), size_t{65537}}) {
+      CAPTURE(bad, chunk);
+      uint64_t checked = 0;
+      CHECK(first_error(bytes, chunk, &checked) ==
+            "data block " + std::to_string(bad) +
+                " does not match its verity hash; the image is corrupt or not the one that was "
+                "signed");
+      CHECK(checked == bad * kB);
+    }
+  }
+  // Two bad blocks in one chunk, whichever thread hashes which: the earlier one is named.
+  std::string bytes = good;
+  bytes[(512 + 400) * kB] ^= 0x01;
+  bytes[(512 + 10) * kB] ^= 0x01;
+  uint64_t checked = 0;
+  CHECK_THAT(first_error(bytes, size_t{2} << 20, &checked), Catch::StartsWith("data block 522 "));
+  CHECK(checked == 522 * kB);
+  CHECK(first_error(good, size_t{2} << 20, &checked) == "no error");
+}
+
 TEST_CASE("verity DataVerifier streams any chunking and insists on all the data", "[unit]") {
   TempDir dir;
   const uint64_t blocks = 40000;  // more than one 32768-digest window of level 0

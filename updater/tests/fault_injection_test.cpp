@@ -1,6 +1,7 @@
 // Crash safety: interrupt switch, rollback and mark-good at every state-changing step
 // (OSUP_FAULT_AT=N ends the process there, as a power cut would) and with kill -9 at
 // random moments; after each, the machine must still boot a good slot and a rerun works.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,8 +21,6 @@
 #include "tests/support/test_support.h"
 #include "updater/esp_access.h"
 
-#include <fcntl.h>
-
 using namespace osup;
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -34,7 +33,7 @@ struct Disk {
   RunResult osup(std::vector<std::string> args, std::map<std::string, std::string> env = {},
                  std::optional<std::string> booted = {}) const {
     std::vector<std::string> argv = {test::osup_exe(), "--disk", path, "--keys", keys,
-                                     "--progress", "none"};
+                                     "--progress",     "none"};
     if (booted) argv.insert(argv.end(), {"--booted", *booted});
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv, {.env = env});
@@ -174,6 +173,9 @@ TEST_CASE("switch survives kill -9 at random moments", "[integration]") {
   test::TestKey key = test::make_key(dir / "key");
   test::TestImage v1 = test::build_tiny_image(dir.path(), Arch::x86_64, "1.0.0", key);
   test::TestImage v2 = test::build_tiny_image(dir.path(), Arch::x86_64, "2.0.0", key);
+  // The same version with uncompressed payloads (read in place): every other round uses it.
+  test::TestImage v2_none = test::build_tiny_image(dir.path(), Arch::x86_64, "2.0.0", key, "tiny",
+                                                   {"--bundle-compression", "none"}, "out-none");
   Disk pristine{v1.disk, key.trust_dir};
   const std::string root_a = pristine.partition_hash("root-a");
   const std::string entry_a = *pristine.entry("osup-a.conf");
@@ -182,14 +184,16 @@ TEST_CASE("switch survives kill -9 at random moments", "[integration]") {
   Disk timing = copy_disk(v1.disk, dir / "t.img", key.trust_dir);
   auto t0 = std::chrono::steady_clock::now();
   REQUIRE(timing.osup({"switch", v2.bundle}).exit_code == 0);
-  auto full = std::chrono::duration_cast<std::chrono::microseconds>(
-      std::chrono::steady_clock::now() - t0);
+  auto full =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
 
   std::mt19937 rng(42);
   int killed = 0;
   const int rounds = 12;
   for (int i = 0; i < rounds; ++i) {
     Disk d = copy_disk(v1.disk, dir / "k.img", key.trust_dir);
+    const std::string& bundle = i % 2 ? v2_none.bundle : v2.bundle;
+    INFO("round " << i << ", " << bundle);
     auto delay = std::chrono::microseconds(rng() % static_cast<uint32_t>(full.count() + 1));
     pid_t pid = fork();
     REQUIRE(pid >= 0);
@@ -199,7 +203,7 @@ TEST_CASE("switch survives kill -9 at random moments", "[integration]") {
       ::dup2(devnull, 2);
       std::string exe = test::osup_exe();
       ::execl(exe.c_str(), exe.c_str(), "--disk", d.path.c_str(), "--keys", d.keys.c_str(),
-              "--booted", "a", "switch", v2.bundle.c_str(), static_cast<char*>(nullptr));
+              "--booted", "a", "switch", bundle.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
     std::this_thread::sleep_for(delay);
@@ -207,11 +211,11 @@ TEST_CASE("switch survives kill -9 at random moments", "[integration]") {
     int status = 0;
     ::waitpid(pid, &status, 0);
     check_still_bootable(d, "a", root_a, "osup-a.conf", entry_a);
-    RunResult again = d.osup({"switch", v2.bundle}, {}, "a");
+    RunResult again = d.osup({"switch", bundle}, {}, "a");
     INFO(again.err);
     CHECK(again.exit_code == 0);
     CHECK(d.partition_hash("root-a") == root_a);
   }
-  std::cout << "kill -9: " << rounds << " rounds over a " << full.count() / 1000
-            << " ms switch, " << killed << " killed mid-run\n";
+  std::cout << "kill -9: " << rounds << " rounds over a " << full.count() / 1000 << " ms switch, "
+            << killed << " killed mid-run\n";
 }
