@@ -1,7 +1,6 @@
 #include "format/verity.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -15,6 +14,7 @@
 #include <thread>
 #include <utility>
 
+#include "format/block_hash.h"
 #include "format/error.h"
 #include "format/fd.h"
 
@@ -67,40 +67,8 @@ void check_salt(const Params& p) {
 }  // namespace
 
 // --- hashing ----------------------------------------------------------------------------
-// Outside the anonymous namespace: DataVerifier (verity.h) holds a ParallelHasher.
-
-static const EVP_MD* sha256_md() {
-  // Fetched once: an explicit fetch avoids OpenSSL 3's implicit lookup on every init.
-  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  if (!md) fail("sha256: cannot fetch the OpenSSL digest");
-  return md;
-}
-
-class BlockHasher {
- public:
-  explicit BlockHasher(std::span<const uint8_t> salt) : salt_(salt), ctx_(EVP_MD_CTX_new()) {
-    if (!ctx_) fail("sha256: cannot allocate an OpenSSL digest context");
-  }
-  ~BlockHasher() { EVP_MD_CTX_free(ctx_); }
-  BlockHasher(const BlockHasher&) = delete;
-  BlockHasher& operator=(const BlockHasher&) = delete;
-
-  // Format v1: digest = SHA-256(salt || block).
-  void hash(const std::byte* block, uint8_t* out) {
-    unsigned int len = 0;
-    if (EVP_DigestInit_ex2(ctx_, sha256_md(), nullptr) != 1 ||
-        EVP_DigestUpdate(ctx_, salt_.data(), salt_.size()) != 1 ||
-        EVP_DigestUpdate(ctx_, block, kBlockSize) != 1 || EVP_DigestFinal_ex(ctx_, out, &len) != 1)
-      fail("sha256: OpenSSL digest failed");
-  }
-  void hash_many(const std::byte* blocks, uint64_t count, uint8_t* out) {
-    for (uint64_t i = 0; i < count; ++i) hash(blocks + i * kBlockSize, out + i * kDigestSize);
-  }
-
- private:
-  std::span<const uint8_t> salt_;
-  EVP_MD_CTX* ctx_;
-};
+// Outside the anonymous namespace: DataVerifier (verity.h) holds a ParallelHasher. Each
+// thread hashes with its own BlockHash (format/block_hash.h: several blocks at once).
 
 // Hashes blocks on the caller's thread and one helper thread kept for the object's life
 // (a thread per call would cost a thread creation per 2 MiB stream chunk). Both take
@@ -109,7 +77,9 @@ class BlockHasher {
 class ParallelHasher {
  public:
   explicit ParallelHasher(std::span<const uint8_t> salt)
-      : salt_(salt.begin(), salt.end()), mine_(salt_), helper_([this] { helper_loop(); }) {}
+      : salt_(salt.begin(), salt.end()),
+        mine_(salt_, kBlockSize),
+        helper_([this] { helper_loop(); }) {}
   ~ParallelHasher() {
     {
       std::lock_guard lk(m_);
@@ -154,13 +124,13 @@ class ParallelHasher {
   enum class State { idle, posted, running };
   static constexpr uint64_t kBatch = 32;  // blocks (128 KiB) taken at a time
 
-  void take_batches(BlockHasher& h) {
+  void take_batches(BlockHash& h) {
     for (uint64_t i; (i = next_.fetch_add(kBatch)) < count_;)
       h.hash_many(blocks_ + i * kBlockSize, std::min(kBatch, count_ - i), out_ + i * kDigestSize);
   }
 
   void helper_loop() {
-    std::optional<BlockHasher> h;
+    std::optional<BlockHash> h;
     std::unique_lock lk(m_);
     for (;;) {
       cv_.wait(lk, [&] { return stop_ || state_ == State::posted; });
@@ -168,7 +138,7 @@ class ParallelHasher {
       state_ = State::running;
       lk.unlock();
       try {
-        if (!h) h.emplace(salt_);
+        if (!h) h.emplace(salt_, kBlockSize);
         take_batches(*h);
       } catch (...) {
         next_.store(count_);
@@ -181,7 +151,7 @@ class ParallelHasher {
   }
 
   std::vector<uint8_t> salt_;
-  BlockHasher mine_;
+  BlockHash mine_;
   std::mutex m_;
   std::condition_variable cv_;
   State state_ = State::idle;
@@ -198,7 +168,7 @@ namespace {
 
 Digest hash_one(std::span<const uint8_t> salt, const std::byte* block) {
   Digest d{};
-  BlockHasher(salt).hash(block, d.data());
+  BlockHash(salt, kBlockSize).hash(block, d.data());
   return d;
 }
 

@@ -1,5 +1,7 @@
 #include "updater/stream_writer.h"
 
+#include <sys/mman.h>
+
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
@@ -7,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "format/error.h"
@@ -64,8 +67,13 @@ uint64_t stream_to_partition(const std::function<size_t(std::span<std::byte>)>& 
   std::vector<std::unique_ptr<std::byte, AlignedFree>> pool;
   Queue free_q, check_q, write_q;
   for (size_t i = 0; i < kStreamBuffers; ++i) {
+    // Each chunk one 2 MiB huge page where the kernel has them (THP "madvise" or "always"):
+    // pinning it for an O_DIRECT write and walking it while hashing cost less than 512
+    // small pages. Every byte is written anyway, so the memory used is the same.
     void* p = nullptr;
-    if (::posix_memalign(&p, 4096, kStreamChunk) != 0) fail("out of memory for stream buffers");
+    if (::posix_memalign(&p, kStreamChunk, kStreamChunk) != 0)
+      fail("out of memory for stream buffers");
+    (void)::madvise(p, kStreamChunk, MADV_HUGEPAGE);
     pool.emplace_back(static_cast<std::byte*>(p));
     free_q.push({pool.back().get(), 0, 0});
   }
@@ -75,7 +83,7 @@ uint64_t stream_to_partition(const std::function<size_t(std::span<std::byte>)>& 
   auto stop_all = [&](std::exception_ptr e) {
     {
       std::lock_guard lk(err_m);
-      if (!error) error = e;
+      if (!error) error = std::move(e);
     }
     free_q.close();
     check_q.close();
