@@ -7,14 +7,12 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <set>
-#include <sstream>
 #include <vector>
 
 #include "builder/disk_image.h"
+#include "format/block_device.h"
 #include "format/error.h"
 #include "format/fd.h"
 #include "format/sha256.h"
@@ -24,87 +22,23 @@ namespace osup::build {
 
 namespace {
 
-namespace fs = std::filesystem;
-constexpr size_t kChunk = 8 * 1024 * 1024;
+constexpr size_t kChunk = size_t{8} * 1024 * 1024;
 
-std::string devno_str(dev_t d) { return std::to_string(major(d)) + ":" + std::to_string(minor(d)); }
-
-fs::path sysfs_dir(dev_t d) { return fs::path("/sys/dev/block") / devno_str(d); }
-
-dev_t read_devno(const fs::path& dev_file) {
-  std::ifstream in(dev_file);
-  unsigned maj = 0, min = 0;
-  char colon = 0;
-  if (!(in >> maj >> colon >> min) || colon != ':') return 0;
-  return makedev(maj, min);
-}
-
-// The whole disk a block device belongs to (itself unless it is a partition).
-dev_t whole_disk(dev_t d) {
-  std::error_code ec;
-  const fs::path dir = fs::canonical(sysfs_dir(d), ec);
-  if (ec) return d;
-  if (fs::exists(dir / "partition")) {
-    if (dev_t parent = read_devno(dir.parent_path() / "dev")) return parent;
-  }
-  return d;
-}
-
-// The device itself, its partitions, and everything stacked on them (dm-crypt, LVM, RAID):
-// if any of these is mounted, writing the device would pull the rug from under it.
-void collect_users(dev_t d, std::set<dev_t>& out) {
-  if (!out.insert(d).second) return;
-  std::error_code ec;
-  const fs::path dir = fs::canonical(sysfs_dir(d), ec);
-  if (ec) return;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (fs::exists(e.path() / "partition"))
-      if (dev_t p = read_devno(e.path() / "dev")) collect_users(p, out);
-  }
-  for (const auto& e : fs::directory_iterator(dir / "holders", ec))
-    if (dev_t h = read_devno(e.path() / "dev")) collect_users(h, out);
-}
-
-// The disks under a device: through dm/md "slaves" down to the physical disks.
-void collect_backing_disks(dev_t d, std::set<dev_t>& out) {
-  std::error_code ec;
-  const fs::path dir = fs::canonical(sysfs_dir(d), ec);
-  bool stacked = false;
-  if (!ec) {
-    for (const auto& e : fs::directory_iterator(dir / "slaves", ec)) {
-      if (dev_t s = read_devno(e.path() / "dev")) {
-        stacked = true;
-        collect_backing_disks(s, out);
-      }
-    }
-  }
-  if (!stacked) out.insert(whole_disk(d));
-}
-
-// mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...".
+// If DEVICE, a partition of it, or anything stacked on those is mounted, writing it would
+// pull the rug from under that file system.
 void refuse_if_mounted(const std::string& device, dev_t target) {
-  std::set<dev_t> users;
-  collect_users(target, users);
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, devno, root, mountpoint;
-    if (!(ls >> id >> parent >> devno >> root >> mountpoint)) continue;
-    unsigned maj = 0, min = 0;
-    if (std::sscanf(devno.c_str(), "%u:%u", &maj, &min) != 2) continue;
-    if (users.count(makedev(maj, min)))
-      fail(device + " is in use: " + devno + " is mounted on " + mountpoint + "; unmount it first");
-  }
+  if (auto m = blockdev::mount_in_use(target, blockdev::read_mountinfo()))
+    fail(device + " is in use: " + blockdev::devno_string(m->device) + " is mounted on " +
+         m->mount_point + "; unmount it first");
 }
 
 void refuse_if_system_disk(const std::string& device, dev_t target) {
-  struct stat root {};
-  if (::stat("/", &root) < 0) fail_errno("stat /", errno);
-  if (major(root.st_dev) == 0) return;  // tmpfs/overlay root: no disk to protect
+  const dev_t root = blockdev::device_of_path("/");
+  if (major(root) == 0) return;  // tmpfs/overlay root: no disk to protect
+  // The disks under / (through dm/md down to the physical disks).
   std::set<dev_t> system_disks;
-  collect_backing_disks(root.st_dev, system_disks);
-  if (system_disks.count(whole_disk(target)))
+  for (dev_t d : blockdev::underlying_devices(root)) system_disks.insert(blockdev::whole_disk(d));
+  if (system_disks.count(blockdev::whole_disk(target)))
     fail("refusing to write " + device +
          ": it holds the running system's root filesystem; pick another device");
 }

@@ -1,13 +1,11 @@
 #include "updater/slots.h"
 
 #include <blkid/blkid.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
+#include "format/block_device.h"
 #include "format/error.h"
 #include "format/fd.h"
 
@@ -22,34 +20,28 @@ const gpt::Partition& need(const gpt::Table& t, const std::string& disk, const s
   return *p;
 }
 
-// /sys/dev/block/MAJ:MIN of a device number.
-fs::path sysfs_block(dev_t dev) {
-  return fs::path("/sys/dev/block") /
-         (std::to_string(major(dev)) + ":" + std::to_string(minor(dev)));
-}
-
 struct RootDevice {
   std::string disk;       // "/dev/vda"
   std::string partition;  // "/dev/vda2", or "" when / is not on a partition
 };
 
 // Follows device-mapper slaves (dm-verity over the root partition) down to a partition,
-// then to its whole disk: the disk we booted from.
+// then to its whole disk: the disk we booted from. dm-verity stacks on the data and the hash
+// partition; the data (root) partition has the lower number in our layout, so it comes first.
 RootDevice root_device() {
-  struct stat st {};
-  if (::stat("/", &st) < 0) fail_errno("stat /", errno);
-  fs::path node = fs::canonical(sysfs_block(st.st_dev));
-  for (int depth = 0; depth < 4 && fs::exists(node / "slaves"); ++depth) {
-    auto it = fs::directory_iterator(node / "slaves");
-    if (it == fs::directory_iterator()) break;
-    node = fs::canonical(it->path());
-  }
+  const dev_t root = blockdev::device_of_path("/");
+  const dev_t bottom = *blockdev::underlying_devices(root).begin();
+  const auto name = blockdev::sysfs_name(bottom);
+  if (!name)
+    fail("/ is on device " + blockdev::devno_string(bottom) +
+         ", which is not in /sys/dev/block;"
+         " is /sys mounted?");
   RootDevice r;
-  if (fs::exists(node / "partition")) {
-    r.partition = "/dev/" + node.filename().string();
-    node = node.parent_path();
+  r.disk = "/dev/" + *name;
+  if (blockdev::partition_number(bottom)) {
+    r.partition = r.disk;
+    r.disk = "/dev/" + blockdev::sysfs_name(blockdev::whole_disk(bottom)).value_or(*name);
   }
-  r.disk = "/dev/" + node.filename().string();
   return r;
 }
 
@@ -69,30 +61,14 @@ std::string partition_name(const std::string& device) {
   return name;
 }
 
-// Mount point of a partition of `disk` starting at `start`, from mountinfo.
+// Where a partition of `disk` is mounted (its first mount), or "" when it is not.
 std::string mountpoint_of(const std::string& disk, const gpt::Partition& part) {
-  // The kernel names partitions sdaN / nvme0n1pN / vdaN; match by major:minor via sysfs.
-  fs::path diskdir = fs::path("/sys/class/block") / fs::path(disk).filename();
-  std::string majmin;
-  if (!fs::exists(diskdir)) return "";
-  for (const auto& e : fs::directory_iterator(diskdir)) {
-    std::ifstream pn(e.path() / "partition");
-    int n = 0;
-    if (pn >> n && n == part.number) {
-      std::ifstream d(e.path() / "dev");
-      d >> majmin;
-    }
-  }
-  if (majmin.empty()) return "";
-  std::ifstream mi("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(mi, line)) {
-    std::istringstream ss(line);
-    std::string id, parent, mm, root, mnt;
-    ss >> id >> parent >> mm >> root >> mnt;
-    if (mm == majmin) return mnt;
-  }
-  return "";
+  // The kernel names partitions sdaN / nvme0n1pN / vdaN; find them by number through sysfs.
+  const auto disk_dev = blockdev::device_named(fs::path(disk).filename());
+  const auto part_dev = disk_dev ? blockdev::partition_of(*disk_dev, part.number) : std::nullopt;
+  if (!part_dev) return "";
+  const auto mount = blockdev::find_mount(blockdev::read_mountinfo(), {*part_dev});
+  return mount ? mount->mount_point : "";
 }
 
 }  // namespace
