@@ -35,19 +35,19 @@ std::string unescape(std::string_view s) {
   return out;
 }
 
-std::optional<std::string> read_sysfs_file(const fs::path& file) {
+std::optional<std::string> read_whole_file(const fs::path& file) {
   std::ifstream in(file);
   if (!in) return std::nullopt;
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::optional<dev_t> read_devno(const fs::path& dev_file) {
-  const auto text = read_sysfs_file(dev_file);
+  const auto text = read_whole_file(dev_file);
   return text ? parse_devno(*text) : std::nullopt;
 }
 
 std::optional<int> read_partition_number(const fs::path& dir) {
-  const auto text = read_sysfs_file(dir / "partition");
+  const auto text = read_whole_file(dir / "partition");
   int n = 0;
   if (!text || !(std::istringstream(*text) >> n)) return std::nullopt;
   return n;
@@ -123,7 +123,7 @@ std::vector<Mount> parse_mountinfo(std::string_view text) {
 }
 
 std::vector<Mount> read_mountinfo(const std::string& path) {
-  const auto text = read_sysfs_file(path);
+  const auto text = read_whole_file(path);
   return text ? parse_mountinfo(*text) : std::vector<Mount>{};
 }
 
