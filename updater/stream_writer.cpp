@@ -102,7 +102,8 @@ uint64_t stream_to_partition(const std::function<size_t(std::span<std::byte>)>& 
       stop_all(std::current_exception());
     }
   });
-  std::thread writer([&] {
+  std::mutex progress_m;
+  auto write_chunks = [&] {
     try {
       Chunk c;
       while (write_q.pop(c)) {
@@ -113,13 +114,20 @@ uint64_t stream_to_partition(const std::function<size_t(std::span<std::byte>)>& 
         if (len > c.size) std::fill(c.data + c.size, c.data + len, std::byte{0});
         pwrite_all(target.fd, std::span<const std::byte>(c.data, len), target.offset + c.offset,
                    target.name);
-        if (progress) progress->advance(c.size);
+        if (progress) {
+          std::lock_guard lk(progress_m);
+          progress->advance(c.size);
+        }
         free_q.push(c);
       }
     } catch (...) {
       stop_all(std::current_exception());
     }
-  });
+  };
+  // Two writes in flight: while one chunk travels to the disk the next one does too (the
+  // chunks land at their own offsets, in whatever order they complete).
+  std::vector<std::thread> writers;
+  for (size_t i = 0; i < kStreamWriters; ++i) writers.emplace_back(write_chunks);
 
   uint64_t total = 0;
   try {
@@ -147,7 +155,7 @@ uint64_t stream_to_partition(const std::function<size_t(std::span<std::byte>)>& 
     stop_all(std::current_exception());
   }
   checker.join();
-  writer.join();
+  for (std::thread& w : writers) w.join();
   if (error) std::rethrow_exception(error);
   return total;
 }
