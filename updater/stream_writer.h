@@ -1,7 +1,6 @@
 // Streams a payload into a partition with three stages overlapping: the caller's thread
-// reads and decompresses, a second checks each block against the verity tree, two more
-// write with O_DIRECT, so that two writes are in flight. Memory is a fixed pool of aligned
-// buffers, whatever the size.
+// reads and decompresses, a second checks each block against the verity tree, a third
+// writes with O_DIRECT. Memory is a fixed pool of aligned buffers, whatever the size.
 #pragma once
 
 #include <cstddef>
@@ -24,9 +23,6 @@ struct StreamTarget {
 
 inline constexpr size_t kStreamChunk = 2 << 20;  // x kStreamBuffers: 8 MiB in flight
 inline constexpr size_t kStreamBuffers = 4;
-// On the 2-core VM (virtio disk) two writes in flight made the 1 GiB stream ~15 % faster
-// than one (bench/README.md); more buffers than 4 gained nothing measurable.
-inline constexpr size_t kStreamWriters = 2;
 
 // `source` fills a buffer and returns the bytes produced (0 at the end). `check` sees every
 // byte in order (verity) on its own thread. Returns the number of bytes written.
