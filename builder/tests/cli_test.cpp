@@ -257,7 +257,7 @@ TEST_CASE("image --no-disk writes only bundle and manifest and leaves a director
   CHECK(i.exit_code == 0);
 }
 
-TEST_CASE("image --incremental reuses the tree the hooks built; --overlay comes on top",
+TEST_CASE("image --incremental reuses the tree the hooks built, --overlay comes on top",
           "[integration]") {
   test::TempDir dir;
   test::TestKey key = test::make_key(dir / "key");
