@@ -20,7 +20,8 @@
 //     }}
 //   overlay       [none] folder whose content is copied over the rootfs (owners/modes kept).
 //   hooks         [[]] scripts run in order inside the rootfs (chroot, /bin/sh) before packing;
-//                 they see OSUP_IMAGE_NAME, OSUP_IMAGE_VERSION and OSUP_IMAGE_ARCH.
+//                 they see OSUP_IMAGE_NAME, OSUP_IMAGE_VERSION and OSUP_IMAGE_ARCH (a hook
+//                 that reads the version makes it part of the --incremental cache key).
 //   filesystem    {"type": ["erofs"] erofs|squashfs,
 //                  "compression": ["lz4hc" for erofs, "zstd" for squashfs]
 //                      erofs: lz4hc|lz4|none; squashfs: zstd|xz|gzip|lz4|none}
