@@ -42,7 +42,8 @@ constexpr const char* kUsage =
     "  --esp DIR          use a mounted ESP instead of finding it\n"
     "  --keys DIR         trusted public keys (default /usr/lib/osup/keys)\n"
     "  --boot-loader auto|systemd-boot|grub\n"
-    "  --progress auto|bar|json|none\n";
+    "  --progress auto|bar|json|none\n"
+    "  --lock-wait SECONDS  how long to wait while another osup works on the disk (default 60)\n";
 
 constexpr const char* kDefaultKeys = "/usr/lib/osup/keys";
 
@@ -51,10 +52,25 @@ struct Globals {
   std::optional<std::string> booted, keys;
   std::string loader = "auto";
   ProgressMode progress = ProgressMode::automatic;
+  double lock_wait = 60;  // seconds; covers a boot's mark-good, not a whole other switch
 };
 
-const std::set<std::string> kGlobalValued = {"disk", "booted",      "esp",
-                                             "keys", "boot-loader", "progress"};
+const std::set<std::string> kGlobalValued = {"disk",        "booted",   "esp",      "keys",
+                                             "boot-loader", "progress", "lock-wait"};
+
+// A non-negative number of seconds ("0", "90", "2.5"), or a one-line error naming OPTION.
+double parse_seconds(const std::string& text, const std::string& option) {
+  size_t used = 0;
+  double v = -1;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || !(v >= 0) || v > 1e6)
+    fail(option + " wants a number of seconds such as 60, not '" + text + "'");
+  return v;
+}
 
 std::string slot_str(layout::Slot s) { return std::string(1, layout::slot_char(s)); }
 
@@ -188,7 +204,7 @@ int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
   CliArgs a("osup switch", args, {}, {"reboot", "allow-downgrade", "no-readback", "json"});
   a.expect_positionals(1, 1, "osup switch BUNDLE|- [--reboot] [--allow-downgrade]");
   Session s = open_session(g);
-  DiskLock lock(s.sys.disk);
+  DiskLock lock(s.sys.disk, "switch", g.lock_wait);
   sig::TrustStore trust = load_trust(g, s.sys);
   InstallOptions o{a.positionals()[0], a.flag("allow-downgrade"), !a.flag("no-readback"),
                    g.progress};
@@ -212,7 +228,7 @@ int cmd_rollback(const Globals& g, const std::vector<std::string>& args) {
   CliArgs a("osup rollback", args, {}, {"reboot", "force"});
   a.expect_positionals(0, 0, "osup rollback [--reboot] [--force]");
   Session s = open_session(g);
-  DiskLock lock(s.sys.disk);
+  DiskLock lock(s.sys.disk, "rollback", g.lock_wait);
   const layout::Slot target = layout::other(current_slot(s.sys, *s.boot));
   const std::string name = "slot " + slot_str(target);
   SlotBoot b = s.boot->slot(target);
@@ -238,7 +254,7 @@ int cmd_mark(const Globals& g, const std::vector<std::string>& args, bool good) 
   CliArgs a(good ? "osup mark-good" : "osup mark-bad", args, {}, {});
   a.expect_positionals(0, 0, good ? "osup mark-good" : "osup mark-bad");
   Session s = open_session(g);
-  DiskLock lock(s.sys.disk);
+  DiskLock lock(s.sys.disk, good ? "mark-good" : "mark-bad", g.lock_wait);
   layout::Slot slot = current_slot(s.sys, *s.boot);
   if (good)
     s.boot->mark_good(slot);
@@ -317,6 +333,7 @@ int run_osup(const std::vector<std::string>& all) {
     g.keys = ga.value("keys");
     g.loader = ga.value_or("boot-loader", "auto");
     g.progress = parse_progress_mode(ga.value_or("progress", "auto"));
+    if (auto w = ga.value("lock-wait")) g.lock_wait = parse_seconds(*w, "--lock-wait");
     if (i >= all.size() || all[i] == "--help" || all[i] == "help") {
       std::fputs(kUsage, i >= all.size() ? stderr : stdout);
       return i >= all.size() ? 2 : 0;

@@ -10,8 +10,11 @@ namespace osup {
 
 class DiskLock {
  public:
-  // Throws "another osup is already working on DISK; wait for it to finish".
-  explicit DiskLock(const std::string& disk);
+  // Takes the lock for COMMAND (e.g. "switch"), waiting up to WAIT_SECONDS while another
+  // osup holds it: at boot, `osup mark-good` runs a moment after a user can log in, and a
+  // switch typed then should not fail for that. Says once on stderr what it waits for.
+  // Throws "another osup (COMMAND, pid N) is still working on DISK ..." on timeout.
+  DiskLock(const std::string& disk, const std::string& command, double wait_seconds);
 
  private:
   UniqueFd fd_;

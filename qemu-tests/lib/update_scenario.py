@@ -183,6 +183,10 @@ def update_steps(a, bundle, log):
         g.reboot()
         check("v1 runs on slot a after the rollback", (g.slot(), g.version()) == ("a", a.v1),
               (g.slot(), g.version()))
+        # Let the boot settle (its mark-good) before the next switch, as a person would.
+        state = g.wait_unit("osup-mark-good.service")
+        check("v1 is good again after the rollback", state == "active" and slot_state(g.status(), "a") == "good",
+              state)
         g.files_intact("after the rollback")
 
         step(f"(4) switch to v{a.v3} (fails its health check)")

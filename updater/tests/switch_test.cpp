@@ -327,19 +327,32 @@ TEST_CASE("switch installs a bundle with uncompressed payloads, and catches a ba
 TEST_CASE("two osup runs on one disk cannot interleave", "[integration]") {
   Rig rig(Arch::x86_64);
   auto v2 = rig.bundle("2.0.0");
-  // Hold the lock with a switch whose bundle arrives only after two seconds.
+  // Hold the lock with a switch whose bundle arrives only after three seconds. Nothing in
+  // the background may keep run()'s pipes open, or run() would wait for it.
   RunResult holder = run({"sh", "-c",
-                          "((sleep 2; cat '" + v2.bundle + "') | '" + test::osup_exe() +
+                          "((sleep 3; cat '" + v2.bundle + "') 2>/dev/null | '" + test::osup_exe() +
                               "' --disk '" + rig.v1.disk + "' --keys '" + rig.key.trust_dir +
                               "' switch - > /dev/null 2>&1 &) ; sleep 0.5"});
   REQUIRE(holder.exit_code == 0);
-  RunResult second = rig.osup({"switch", v2.bundle});
-  CHECK(second.exit_code != 0);
-  CHECK_THAT(second.err, Catch::Contains("another osup is already working"));
-  // The first one completes once its bundle arrives.
-  for (int i = 0; i < 100 && rig.status()["slots"]["b"]["state"] != "trying"; ++i)
-    run_checked({"sleep", "0.2"});
-  CHECK(rig.status()["slots"]["b"]["version"] == "2.0.0");
+  // Out of patience: a clear error that says who holds the disk.
+  RunResult impatient = rig.osup({"--lock-wait", "0.3", "switch", v2.bundle});
+  CHECK(impatient.exit_code != 0);
+  CHECK_THAT(impatient.err, Catch::Contains("another osup (switch, pid ") &&
+                                Catch::Contains("is still working on") &&
+                                Catch::Contains("--lock-wait"));
+  // By default a run waits for the holder (as mark-good at boot waits for nothing longer)
+  // and then goes on: slot a is marked good only after the switch has finished.
+  RunResult waiter = rig.osup({"mark-good"}, "a");
+  INFO(waiter.err);
+  CHECK(waiter.exit_code == 0);
+  CHECK_THAT(waiter.err, Catch::Contains("waiting for another osup (switch, pid "));
+  json st = rig.status();
+  CHECK(st["slots"]["b"]["version"] == "2.0.0");
+  CHECK(st["slots"]["b"]["state"] == "trying");
+  CHECK(st["slots"]["a"]["state"] == "good");
+  RunResult junk = rig.osup({"--lock-wait", "soon", "mark-good"}, "a");
+  CHECK(junk.exit_code != 0);
+  CHECK_THAT(junk.err, Catch::Contains("--lock-wait wants a number of seconds"));
 }
 
 TEST_CASE("the GRUB environment backend drives the same A/B cycle", "[integration]") {
