@@ -52,9 +52,11 @@ DiskLock::DiskLock(const std::string& disk, const std::string& command, double w
   while (!try_lock(fd_.get(), path)) {
     std::string who = holder(fd_.get());
     std::string other = "another osup" + (who.empty() ? "" : " (" + who + ")");
-    if (clock::now() >= deadline)
-      fail(other + " is still working on " + disk +
-           "; wait for it to finish, or give --lock-wait more seconds");
+    if (clock::now() >= deadline) {
+      other += " is still working on ";
+      other += disk;
+      fail(other + "; wait for it to finish, or give --lock-wait more seconds");
+    }
     if (!said) {
       std::fprintf(stderr, "osup: waiting for %s to finish on %s\n", other.c_str(), disk.c_str());
       said = true;
