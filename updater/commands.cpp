@@ -4,6 +4,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -60,14 +61,9 @@ const std::set<std::string> kGlobalValued = {"disk",        "booted",   "esp",  
 
 // A non-negative number of seconds ("0", "90", "2.5"), or a one-line error naming OPTION.
 double parse_seconds(const std::string& text, const std::string& option) {
-  size_t used = 0;
   double v = -1;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || !(v >= 0) || v > 1e6)
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || !(v >= 0) || v > 1e6)
     fail(option + " wants a number of seconds such as 60, not '" + text + "'");
   return v;
 }

@@ -48,17 +48,22 @@ DiskLock::DiskLock(const std::string& disk, const std::string& command, double w
 
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + std::chrono::duration<double>(wait_seconds);
+  // Who holds the lock is read only for the two messages: once when we start waiting, and
+  // again at the deadline (the holder may have changed meanwhile).
+  auto other = [&] {
+    std::string who = holder(fd_.get());
+    return "another osup" + (who.empty() ? "" : " (" + who + ")");
+  };
   bool said = false;
   while (!try_lock(fd_.get(), path)) {
-    std::string who = holder(fd_.get());
-    std::string other = "another osup" + (who.empty() ? "" : " (" + who + ")");
     if (clock::now() >= deadline) {
-      other += " is still working on ";
-      other += disk;
-      fail(other + "; wait for it to finish, or give --lock-wait more seconds");
+      std::string msg = other();
+      msg += " is still working on ";
+      msg += disk;
+      fail(msg + "; wait for it to finish, or give --lock-wait more seconds");
     }
     if (!said) {
-      std::fprintf(stderr, "osup: waiting for %s to finish on %s\n", other.c_str(), disk.c_str());
+      std::fprintf(stderr, "osup: waiting for %s to finish on %s\n", other().c_str(), disk.c_str());
       said = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -340,8 +340,8 @@ TEST_CASE("two osup runs on one disk cannot interleave", "[integration]") {
   CHECK_THAT(impatient.err, Catch::Contains("another osup (switch, pid ") &&
                                 Catch::Contains("is still working on") &&
                                 Catch::Contains("--lock-wait"));
-  // By default a run waits for the holder (as mark-good at boot waits for nothing longer)
-  // and then goes on: slot a is marked good only after the switch has finished.
+  // By default a run waits for the holder (up to 60 s) and then goes on: slot a is marked
+  // good only after the switch has finished, and the switch's result stands.
   RunResult waiter = rig.osup({"mark-good"}, "a");
   INFO(waiter.err);
   CHECK(waiter.exit_code == 0);
