@@ -11,12 +11,12 @@
 #include <set>
 #include <vector>
 
-#include "builder/disk_image.h"
-#include "format/block_device.h"
-#include "format/error.h"
-#include "format/fd.h"
+#include "builder/image/disk.h"
+#include "base/block_device.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "format/sha256.h"
-#include "format/size.h"
+#include "base/size.h"
 
 namespace osup::build {
 

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "format/progress.h"
+#include "base/progress.h"
 
 namespace osup::build {
 

@@ -7,15 +7,15 @@
 #include <vector>
 
 #include "format/bundle.h"
-#include "format/error.h"
-#include "format/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "format/gpt.h"
 #include "format/manifest.h"
 #include "format/signature.h"
-#include "format/size.h"
-#include "format/slot_boot.h"
-#include "updater/boot_control.h"
-#include "updater/esp_access.h"
+#include "base/size.h"
+#include "boot/slot_boot.h"
+#include "boot/boot_control.h"
+#include "boot/esp_access.h"
 
 using nlohmann::json;
 

@@ -7,8 +7,8 @@
 #include "builder/flash.h"
 #include "builder/inspect.h"
 #include "builder/pipeline.h"
-#include "format/cli_args.h"
-#include "format/error.h"
+#include "base/cli_args.h"
+#include "base/error.h"
 #include "format/signature.h"
 
 namespace fs = std::filesystem;
@@ -90,28 +90,24 @@ int cmd_flash(const std::vector<std::string>& args) {
   return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
+int dispatch(std::vector<std::string> args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::fputs(kUsage, args.empty() ? stderr : stdout);
     return args.empty() ? 2 : 0;
   }
   const std::string cmd = args[0];
   args.erase(args.begin());
-  try {
-    if (cmd == "keygen") return cmd_keygen(args);
-    if (cmd == "image") return cmd_image(args);
-    if (cmd == "inspect") return cmd_inspect(args);
-    if (cmd == "flash") return cmd_flash(args);
-    std::fprintf(stderr, "osup-build: unknown command '%s'; run osup-build --help\n", cmd.c_str());
-    return 2;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "osup-build: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "osup-build: internal error: %s\n", e.what());
-    return 1;
-  }
+  if (cmd == "keygen") return cmd_keygen(args);
+  if (cmd == "image") return cmd_image(args);
+  if (cmd == "inspect") return cmd_inspect(args);
+  if (cmd == "flash") return cmd_flash(args);
+  std::fprintf(stderr, "osup-build: unknown command '%s'; run osup-build --help\n", cmd.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  return run_cli("osup-build", [&] { return dispatch(std::move(args)); });
 }

@@ -11,26 +11,25 @@
 #include <filesystem>
 #include <thread>
 
-#include "builder/bundle_compression.h"
-#include "builder/disk_image.h"
-#include "builder/elf_check.h"
-#include "builder/esp.h"
-#include "builder/fs_image.h"
-#include "builder/rootfs_cache.h"
-#include "builder/rootfs_prepare.h"
-#include "builder/rootfs_source.h"
+#include "builder/image/bundle_compression.h"
+#include "builder/image/disk.h"
+#include "builder/rootfs/elf_check.h"
+#include "builder/image/filesystem.h"
+#include "builder/rootfs/cache.h"
+#include "builder/rootfs/prepare.h"
+#include "builder/rootfs/source.h"
 #include "builder/spec.h"
 #include "format/bundle.h"
-#include "format/error.h"
-#include "format/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "format/manifest.h"
-#include "format/process.h"
+#include "base/process.h"
 #include "format/signature.h"
-#include "format/size.h"
-#include "format/slot_boot.h"
+#include "base/size.h"
 #include "format/verity.h"
-#include "updater/boot_control.h"
-#include "updater/esp_access.h"
+#include "boot/boot_control.h"
+#include "boot/esp_access.h"
+#include "boot/publish_slot.h"
 
 namespace fs = std::filesystem;
 
@@ -313,30 +312,17 @@ ImageOutputs build_image(const ImageOptions& opts) {
   if (opts.disk) {
     log.step("writing disk image " + out.disk);
     with_context("writing disk image " + out.disk, [&] {
-      const std::string sig_file = (work / "manifest.json.sig").string();
       const std::string esp_img = (work / "esp.img").string();
-      const SlotEspPaths slot_a = slot_esp_paths(layout::Slot::a);
-      EspContents esp;
-      if (loader) {
-        esp.files.push_back({*loader, "/EFI/BOOT/" + efi_fallback_name(spec.arch)});
-        esp.files.push_back({*loader, "/EFI/systemd/" + systemd_boot_name(spec.arch)});
-      }
-      if (kernel) esp.files.push_back({kernel_copy, slot_a.kernel});
-      if (!initrd_copy.empty()) esp.files.push_back({initrd_copy, slot_a.initrd});
-      esp.texts.push_back({slot_a.manifest, manifest_json});
-      esp.texts.push_back({slot_a.signature, signature});
-      esp.texts.push_back({"/loader/loader.conf", systemd_boot_loader_conf()});
-      build_esp(esp_img, spec.esp_size, esp, seed);
-
-      // The factory slot's entry is written by the same backend the updater uses later; it
-      // starts out good: it is the only slot, there is nothing to fall back to.
-      if (kernel) {
-        auto boot = make_boot_control("systemd-boot", open_image_esp(esp_img, 0));
-        boot->install(layout::Slot::a,
-                      EntrySpec{slot_title(m, layout::Slot::a), m.version, slot_a.kernel,
-                                initrd_copy.empty() ? "" : slot_a.initrd,
-                                slot_cmdline(m, layout::Slot::a), spec.tries});
-        boot->mark_good(layout::Slot::a);
+      {
+        auto esp = create_esp_image(esp_img, spec.esp_size, seed);
+        if (loader) install_systemd_boot(*esp, *loader, spec.arch);
+        // The factory slot is published by the code `osup switch` uses later. It starts out
+        // good: it is the only slot, there is nothing to fall back to.
+        std::shared_ptr<EspAccess> shared = std::move(esp);
+        auto boot = make_boot_control("systemd-boot", shared);
+        if (publish_slot(*shared, *boot, layout::Slot::a,
+                         SlotRelease{m, manifest_json, signature, kernel_copy, initrd_copy}))
+          boot->mark_good(layout::Slot::a);
       }
 
       DiskPlan plan = plan_disk(spec.arch, spec.disk_size, spec.esp_size, spec.slot_size, seed);

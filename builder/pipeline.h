@@ -4,9 +4,9 @@
 #include <optional>
 #include <string>
 
-#include "builder/bundle_compression.h"
-#include "format/arch.h"
-#include "format/progress.h"
+#include "builder/image/bundle_compression.h"
+#include "base/arch.h"
+#include "base/progress.h"
 
 namespace osup::build {
 

@@ -8,8 +8,8 @@
 #include <set>
 #include <sstream>
 
-#include "format/error.h"
-#include "format/size.h"
+#include "base/error.h"
+#include "base/size.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -42,8 +42,8 @@
 #include <variant>
 #include <vector>
 
-#include "builder/bundle_compression.h"
-#include "format/arch.h"
+#include "builder/image/bundle_compression.h"
+#include "base/arch.h"
 
 namespace osup::build {
 

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <string>
 
-#include "format/error.h"
+#include "base/error.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>

@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
-#include "format/error.h"
-#include "format/fd.h"
-#include "format/progress.h"
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/progress.h"
 #include "format/sha256.h"
 
 namespace osup {

@@ -1,6 +1,6 @@
 #include "format/disk_layout.h"
 
-#include "format/error.h"
+#include "base/error.h"
 
 namespace osup::layout {
 

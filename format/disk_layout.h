@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "format/arch.h"
+#include "base/arch.h"
 #include "format/sha256.h"
 #include "format/uuid.h"
 

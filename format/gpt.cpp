@@ -11,9 +11,9 @@
 #include <cstring>
 #include <memory>
 
-#include "format/error.h"
-#include "format/fd.h"
-#include "format/size.h"
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/size.h"
 
 namespace osup::gpt {
 

@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "format/arch.h"
-#include "format/error.h"
+#include "base/arch.h"
+#include "base/error.h"
 #include "format/uuid.h"
 
 namespace osup {

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 
-#include "format/error.h"
-#include "format/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 
 namespace osup {
 

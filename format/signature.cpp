@@ -15,8 +15,8 @@
 #include <filesystem>
 #include <optional>
 
-#include "format/error.h"
-#include "format/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "format/sha256.h"
 
 namespace osup::sig {

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "format/error.h"
+#include "base/error.h"
 #include "format/sha256.h"
 
 namespace osup {

@@ -15,8 +15,8 @@
 #include <utility>
 
 #include "format/block_hash.h"
-#include "format/error.h"
-#include "format/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 
 namespace osup::verity {
 namespace {

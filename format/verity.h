@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "format/progress.h"
+#include "base/progress.h"
 #include "format/sha256.h"
 #include "format/uuid.h"
 

@@ -1,7 +1,6 @@
 #include "updater/commands.h"
 
 #include <fcntl.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -11,14 +10,17 @@
 #include <nlohmann/json.hpp>
 
 #include "format/bundle.h"
-#include "format/cli_args.h"
-#include "format/error.h"
-#include "format/fd.h"
-#include "format/process.h"
-#include "format/size.h"
+#include "base/cli_args.h"
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/process.h"
+#include "base/size.h"
 #include "format/verity.h"
 #include "updater/install.h"
 #include "updater/lock.h"
+#include "updater/rollback.h"
+#include "updater/status.h"
+#include "updater/verify.h"
 
 using nlohmann::json;
 
@@ -30,6 +32,7 @@ constexpr const char* kUsage =
     "\n"
     "commands:\n"
     "  status [--json]                       slots, versions, states, next boot, data usage\n"
+    "  state [a|b] [--json]                  one slot's state (default: the booted one)\n"
     "  switch BUNDLE|- [--reboot] [--allow-downgrade] [--no-readback]\n"
     "                                        install into the inactive slot and boot it next\n"
     "  rollback [--reboot] [--force]         boot the other slot next (metadata only)\n"
@@ -71,23 +74,23 @@ double parse_seconds(const std::string& text, const std::string& option) {
 std::string slot_str(layout::Slot s) { return std::string(1, layout::slot_char(s)); }
 
 struct Session {
-  System sys;
+  OsupDisk disk;
   std::unique_ptr<BootControl> boot;
 };
 
 Session open_session(const Globals& g) {
-  Session s{discover(g.discover), nullptr};
+  Session s{discover_disk(g.discover), nullptr};
   if (g.booted) {
-    if (!s.sys.offline) fail("--booted only applies offline, with --disk");
-    s.sys.booted = layout::parse_slot(*g.booted);
+    if (!s.disk.offline) fail("--booted only applies offline, with --disk");
+    s.disk.booted = layout::parse_slot(*g.booted);
   }
-  s.boot = make_boot_control(g.loader, s.sys.esp_files);
+  s.boot = make_boot_control(g.loader, s.disk.esp_files);
   return s;
 }
 
-sig::TrustStore load_trust(const Globals& g, const System& sys) {
+sig::TrustStore load_trust(const Globals& g, const OsupDisk& disk) {
   if (g.keys) return sig::TrustStore::load_dir(*g.keys);
-  if (sys.offline) fail("working offline (--disk) needs --keys DIR with the public keys to trust");
+  if (disk.offline) fail("working offline (--disk) needs --keys DIR with the public keys to trust");
   return sig::TrustStore::load_dir(kDefaultKeys);
 }
 
@@ -96,99 +99,11 @@ void reboot_now() {
   run_checked({"systemctl", "reboot"});
 }
 
-// Usage of the data partition: statfs when mounted, the ext4 superblock offline.
-json data_usage(const System& sys) {
-  json j = {{"partition", sys.data.number}, {"size", sys.data.size}};
-  if (!sys.data_mount.empty()) {
-    struct statvfs st {};
-    if (::statvfs(sys.data_mount.c_str(), &st) == 0) {
-      j["mount"] = sys.data_mount;
-      j["filesystem_size"] = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
-      j["free"] = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
-    }
-    return j;
-  }
-  unsigned char sb[1024];
-  UniqueFd fd = open_file(sys.disk, O_RDONLY);
-  if (pread_full(fd.get(), std::as_writable_bytes(std::span(sb)), sys.data.start + 1024,
-                 sys.disk) != sizeof sb ||
-      sb[0x38] != 0x53 || sb[0x39] != 0xEF)
-    return j;  // not (yet) ext4
-  auto le32 = [&](size_t o) {
-    return static_cast<uint64_t>(sb[o]) | static_cast<uint64_t>(sb[o + 1]) << 8 |
-           static_cast<uint64_t>(sb[o + 2]) << 16 | static_cast<uint64_t>(sb[o + 3]) << 24;
-  };
-  uint64_t block = 1024ULL << le32(0x18);
-  bool is64 = le32(0x60) & 0x80;  // INCOMPAT_64BIT
-  uint64_t blocks = le32(0x4) | (is64 ? le32(0x150) << 32 : 0);
-  uint64_t free_blocks = le32(0xC) | (is64 ? le32(0x158) << 32 : 0);
-  j["filesystem_size"] = blocks * block;
-  j["free"] = free_blocks * block;
-  return j;
-}
-
-json status_json(const Session& s) {
-  json slots = json::object();
-  for (layout::Slot slot : {layout::Slot::a, layout::Slot::b}) {
-    SlotBoot b = s.boot->slot(slot);
-    json j = {{"state", to_string(b.state)},
-              {"tries_left", b.tries_left},
-              {"tries_done", b.tries_done},
-              {"generation", b.generation}};
-    try {
-      if (auto m = slot_manifest(s.sys, slot)) {
-        j["name"] = m->name;
-        j["version"] = m->version;
-        j["compatible"] = m->compatible;
-        j["root_hash"] = m->verity.root_hash;
-      }
-    } catch (const Error& e) {
-      j["manifest_error"] = e.what();
-    }
-    slots[slot_str(slot)] = j;
-  }
-  json j = {{"disk", s.sys.disk},
-            {"offline", s.sys.offline},
-            {"arch", arch_name(s.sys.arch)},
-            {"boot_loader", s.boot->name()},
-            {"slots", slots},
-            {"data", data_usage(s.sys)}};
-  j["booted"] = s.sys.booted ? json(slot_str(*s.sys.booted)) : json(nullptr);
-  auto next = s.boot->next_boot();
-  j["next_boot"] = next ? json(slot_str(*next)) : json(nullptr);
-  return j;
-}
-
-void print_status(const json& j) {
-  std::printf("disk %s (%s, %s%s)\n", j["disk"].get<std::string>().c_str(),
-              j["arch"].get<std::string>().c_str(), j["boot_loader"].get<std::string>().c_str(),
-              j["offline"].get<bool>() ? ", offline" : "");
-  for (const auto& [name, s] : j["slots"].items()) {
-    std::string marks;
-    if (j["booted"] == name) marks += " [booted]";
-    if (j["next_boot"] == name) marks += " [next boot]";
-    std::string version = s.contains("version")
-                              ? s["name"].get<std::string>() + " " + s["version"].get<std::string>()
-                              : "-";
-    std::string state = s["state"];
-    if (state == "trying")
-      state += " (" + std::to_string(s["tries_left"].get<int>()) + " tries left)";
-    std::printf("  slot %s: %-24s %s%s\n", name.c_str(), version.c_str(), state.c_str(),
-                marks.c_str());
-  }
-  const json& d = j["data"];
-  if (d.contains("filesystem_size")) {
-    uint64_t size = d["filesystem_size"], free = d["free"];
-    std::printf("  data: %s used of %s\n", format_size(size - free).c_str(),
-                format_size(size).c_str());
-  }
-}
-
 int cmd_status(const Globals& g, const std::vector<std::string>& args) {
   CliArgs a("osup status", args, {}, {"json"});
   a.expect_positionals(0, 0, "osup status [--json]");
   Session s = open_session(g);
-  json j = status_json(s);
+  json j = status_json(s.disk, *s.boot);
   if (a.flag("json"))
     std::printf("%s\n", j.dump(2).c_str());
   else
@@ -196,15 +111,36 @@ int cmd_status(const Globals& g, const std::vector<std::string>& args) {
   return 0;
 }
 
+// One word for scripts (the health-failure hook): the state of the booted slot, or of
+// the slot named, as the boot backend in use sees it.
+int cmd_state(const Globals& g, const std::vector<std::string>& args) {
+  CliArgs a("osup state", args, {}, {"json"});
+  a.expect_positionals(0, 1, "osup state [a|b] [--json]");
+  Session s = open_session(g);
+  const layout::Slot slot = a.positionals().empty() ? current_slot(s.disk, *s.boot)
+                                                    : layout::parse_slot(a.positionals()[0]);
+  const SlotBoot b = s.boot->slot(slot);
+  if (a.flag("json"))
+    std::printf("%s\n", json({{"slot", slot_str(slot)},
+                              {"state", to_string(b.state)},
+                              {"tries_left", b.tries_left},
+                              {"boot_loader", s.boot->name()}})
+                            .dump()
+                            .c_str());
+  else
+    std::printf("%s\n", to_string(b.state));
+  return 0;
+}
+
 int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
   CliArgs a("osup switch", args, {}, {"reboot", "allow-downgrade", "no-readback", "json"});
   a.expect_positionals(1, 1, "osup switch BUNDLE|- [--reboot] [--allow-downgrade]");
   Session s = open_session(g);
-  DiskLock lock(s.sys.disk, "switch", g.lock_wait);
-  sig::TrustStore trust = load_trust(g, s.sys);
+  DiskLock lock(s.disk.path, "switch", g.lock_wait);
+  sig::TrustStore trust = load_trust(g, s.disk);
   InstallOptions o{a.positionals()[0], a.flag("allow-downgrade"), !a.flag("no-readback"),
                    g.progress};
-  InstallResult r = install_bundle(s.sys, *s.boot, trust, o);
+  InstallResult r = install_bundle(s.disk, *s.boot, trust, o);
   if (a.flag("json")) {
     json j = {{"slot", slot_str(r.slot)},
               {"version", r.version},
@@ -224,23 +160,10 @@ int cmd_rollback(const Globals& g, const std::vector<std::string>& args) {
   CliArgs a("osup rollback", args, {}, {"reboot", "force"});
   a.expect_positionals(0, 0, "osup rollback [--reboot] [--force]");
   Session s = open_session(g);
-  DiskLock lock(s.sys.disk, "rollback", g.lock_wait);
-  const layout::Slot target = layout::other(current_slot(s.sys, *s.boot));
-  const std::string name = "slot " + slot_str(target);
-  SlotBoot b = s.boot->slot(target);
-  if (b.state == SlotState::empty) fail("cannot roll back: " + name + " holds no bootable version");
-  if (b.state == SlotState::bad && !a.flag("force"))
-    fail("cannot roll back: " + name +
-         " is marked bad (it failed to boot); pass --force to try it anyway");
-  if (!a.flag("force")) {
-    // Only a version whose signature and hash tree still check out is worth booting.
-    sig::TrustStore trust = load_trust(g, s.sys);
-    Manifest m = with_context("cannot roll back",
-                              [&] { return verified_slot_manifest(s.sys, target, trust); });
-    with_context("cannot roll back: " + name + "'s verity tree",
-                 [&] { check_slot_tree(s.sys, target, m); });
-  }
-  s.boot->make_first(target);
+  DiskLock lock(s.disk.path, "rollback", g.lock_wait);
+  std::optional<sig::TrustStore> trust;
+  if (!a.flag("force")) trust = load_trust(g, s.disk);
+  const layout::Slot target = rollback(s.disk, *s.boot, trust ? &*trust : nullptr, a.flag("force"));
   std::printf("slot %s boots next\n", slot_str(target).c_str());
   if (a.flag("reboot")) reboot_now();
   return 0;
@@ -250,8 +173,8 @@ int cmd_mark(const Globals& g, const std::vector<std::string>& args, bool good) 
   CliArgs a(good ? "osup mark-good" : "osup mark-bad", args, {}, {});
   a.expect_positionals(0, 0, good ? "osup mark-good" : "osup mark-bad");
   Session s = open_session(g);
-  DiskLock lock(s.sys.disk, good ? "mark-good" : "mark-bad", g.lock_wait);
-  layout::Slot slot = current_slot(s.sys, *s.boot);
+  DiskLock lock(s.disk.path, good ? "mark-good" : "mark-bad", g.lock_wait);
+  layout::Slot slot = current_slot(s.disk, *s.boot);
   if (good)
     s.boot->mark_good(slot);
   else
@@ -264,10 +187,10 @@ int cmd_verify(const Globals& g, const std::vector<std::string>& args) {
   CliArgs a("osup verify", args, {}, {});
   a.expect_positionals(0, 1, "osup verify [a|b]");
   Session s = open_session(g);
-  layout::Slot slot = a.positionals().empty() ? current_slot(s.sys, *s.boot)
+  layout::Slot slot = a.positionals().empty() ? current_slot(s.disk, *s.boot)
                                               : layout::parse_slot(a.positionals()[0]);
-  sig::TrustStore trust = load_trust(g, s.sys);
-  verify_slot(s.sys, slot, trust, g.progress);
+  sig::TrustStore trust = load_trust(g, s.disk);
+  verify_slot(s.disk, slot, trust, g.progress);
   std::printf("slot %s verified\n", slot_str(slot).c_str());
   return 0;
 }
@@ -307,51 +230,44 @@ int cmd_info(const Globals& g, const std::vector<std::string>& args) {
   return 0;
 }
 
+int dispatch(const std::vector<std::string>& all) {
+  // Global options come before the command.
+  CliArgs ga = CliArgs::leading("osup", all, kGlobalValued, {"help"});
+  Globals g;
+  g.discover.disk = ga.value("disk");
+  g.discover.esp_mount = ga.value("esp");
+  g.booted = ga.value("booted");
+  g.keys = ga.value("keys");
+  g.loader = ga.value_or("boot-loader", "auto");
+  g.progress = parse_progress_mode(ga.value_or("progress", "auto"));
+  if (auto w = ga.value("lock-wait")) g.lock_wait = parse_seconds(*w, "--lock-wait");
+  const std::vector<std::string>& rest = ga.rest();
+  if (ga.flag("help") || (!rest.empty() && rest[0] == "help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (rest.empty()) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const std::string& cmd = rest[0];
+  const std::vector<std::string> args(rest.begin() + 1, rest.end());
+  if (cmd == "status") return cmd_status(g, args);
+  if (cmd == "state") return cmd_state(g, args);
+  if (cmd == "switch") return cmd_switch(g, args);
+  if (cmd == "rollback") return cmd_rollback(g, args);
+  if (cmd == "mark-good") return cmd_mark(g, args, true);
+  if (cmd == "mark-bad") return cmd_mark(g, args, false);
+  if (cmd == "verify") return cmd_verify(g, args);
+  if (cmd == "info") return cmd_info(g, args);
+  std::fprintf(stderr, "osup: unknown command '%s'; run osup --help\n", cmd.c_str());
+  return 2;
+}
+
 }  // namespace
 
-int run_osup(const std::vector<std::string>& all) {
-  try {
-    // Global options come before the command.
-    Globals g;
-    size_t i = 0;
-    std::vector<std::string> globals;
-    while (i < all.size() && all[i].rfind("--", 0) == 0 && all[i] != "--help") {
-      globals.push_back(all[i]);
-      if (all[i].find('=') == std::string::npos && kGlobalValued.count(all[i].substr(2)) &&
-          i + 1 < all.size())
-        globals.push_back(all[++i]);
-      ++i;
-    }
-    CliArgs ga("osup", globals, kGlobalValued, {});
-    g.discover.disk = ga.value("disk");
-    g.discover.esp_mount = ga.value("esp");
-    g.booted = ga.value("booted");
-    g.keys = ga.value("keys");
-    g.loader = ga.value_or("boot-loader", "auto");
-    g.progress = parse_progress_mode(ga.value_or("progress", "auto"));
-    if (auto w = ga.value("lock-wait")) g.lock_wait = parse_seconds(*w, "--lock-wait");
-    if (i >= all.size() || all[i] == "--help" || all[i] == "help") {
-      std::fputs(kUsage, i >= all.size() ? stderr : stdout);
-      return i >= all.size() ? 2 : 0;
-    }
-    const std::string& cmd = all[i];
-    std::vector<std::string> args(all.begin() + static_cast<long>(i) + 1, all.end());
-    if (cmd == "status") return cmd_status(g, args);
-    if (cmd == "switch") return cmd_switch(g, args);
-    if (cmd == "rollback") return cmd_rollback(g, args);
-    if (cmd == "mark-good") return cmd_mark(g, args, true);
-    if (cmd == "mark-bad") return cmd_mark(g, args, false);
-    if (cmd == "verify") return cmd_verify(g, args);
-    if (cmd == "info") return cmd_info(g, args);
-    std::fprintf(stderr, "osup: unknown command '%s'; run osup --help\n", cmd.c_str());
-    return 2;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "osup: %s\n", e.what());
-    return 1;
-  } catch (const std::filesystem::filesystem_error& e) {
-    std::fprintf(stderr, "osup: %s\n", e.what());
-    return 1;
-  }
+int run_osup(const std::vector<std::string>& args) {
+  return run_cli("osup", [&] { return dispatch(args); });
 }
 
 }  // namespace osup

@@ -6,11 +6,12 @@
 #include <string>
 
 #include "format/manifest.h"
-#include "format/progress.h"
+#include "base/progress.h"
 #include "format/signature.h"
 #include "format/verity.h"
-#include "updater/boot_control.h"
-#include "updater/slots.h"
+#include "boot/boot_control.h"
+#include "updater/disk.h"
+#include "updater/verify.h"
 
 namespace osup {
 
@@ -28,24 +29,7 @@ struct InstallResult {
   double stream_seconds = 0, readback_seconds = 0;
 };
 
-// The slot osup treats as running: the booted one live, the loader's next pick offline.
-[[nodiscard]] layout::Slot current_slot(const System& sys, const BootControl& boot);
-
-// The signed manifest kept on the ESP for a slot, if any (not re-verified here).
-[[nodiscard]] std::optional<Manifest> slot_manifest(const System& sys, layout::Slot s);
-
-// Verifies a slot's kept manifest against `trust`; returns it, or throws saying why not.
-Manifest verified_slot_manifest(const System& sys, layout::Slot s, const sig::TrustStore& trust);
-
-[[nodiscard]] verity::Params verity_params(const Manifest& m);
-// Checks that a slot's verity partition chains up to its manifest's root hash (cheap).
-void check_slot_tree(const System& sys, layout::Slot s, const Manifest& m);
-
-InstallResult install_bundle(System& sys, BootControl& boot, const sig::TrustStore& trust,
+InstallResult install_bundle(OsupDisk& disk, BootControl& boot, const sig::TrustStore& trust,
                              const InstallOptions& opts);
-
-// Re-hashes a slot (verity tree, every data block, kernel and initrd) against its manifest.
-void verify_slot(const System& sys, layout::Slot s, const sig::TrustStore& trust,
-                 ProgressMode progress);
 
 }  // namespace osup

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "format/error.h"
+#include "base/error.h"
 #include "format/sha256.h"
 
 namespace fs = std::filesystem;

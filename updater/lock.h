@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "format/fd.h"
+#include "base/fd.h"
 
 namespace osup {
 

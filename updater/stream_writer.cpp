@@ -10,10 +10,10 @@
 #include <thread>
 #include <utility>
 
-#include "format/error.h"
-#include "format/fault.h"
-#include "format/fd.h"
-#include "format/size.h"
+#include "base/error.h"
+#include "base/fault.h"
+#include "base/fd.h"
+#include "base/size.h"
 
 namespace osup {
 namespace {

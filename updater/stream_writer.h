@@ -9,7 +9,7 @@
 #include <span>
 #include <string>
 
-#include "format/progress.h"
+#include "base/progress.h"
 
 namespace osup {
 

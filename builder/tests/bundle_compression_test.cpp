@@ -1,14 +1,14 @@
 // The bundle's payload compression choice on real images: an erofs lz4hc root keeps zstd,
 // a root already compressed with zstd (squashfs) or random data ships uncompressed.
-#include "builder/bundle_compression.h"
+#include "builder/image/bundle_compression.h"
 
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
-#include "builder/fs_image.h"
-#include "format/error.h"
+#include "builder/image/filesystem.h"
+#include "base/error.h"
 #include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;

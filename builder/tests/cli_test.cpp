@@ -7,7 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "format/fd.h"
+#include "base/fd.h"
 #include "format/gpt.h"
 #include "format/sha256.h"
 #include "tests/support/test_support.h"

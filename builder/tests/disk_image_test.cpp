@@ -1,5 +1,5 @@
 // Disk image assembly, checked with the real tools: sfdisk, fsck.vfat/mtools, e2fsck.
-#include "builder/disk_image.h"
+#include "builder/image/disk.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,14 +14,16 @@
 #include <tuple>
 #include <vector>
 
-#include "builder/esp.h"
+#include "boot/esp_access.h"
+#include "boot/publish_slot.h"
+#include "boot/systemd_boot.h"
 #include "format/disk_layout.h"
-#include "format/error.h"
-#include "format/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "format/gpt.h"
-#include "format/process.h"
+#include "base/process.h"
 #include "format/sha256.h"
-#include "format/size.h"
+#include "base/size.h"
 #include "format/verity.h"
 #include "tests/support/test_support.h"
 
@@ -92,63 +94,15 @@ TEST_CASE("plan_disk explains a disk that is too small", "[unit]") {
                     "disk.esp 16 MiB is too small for FAT32 (at least 33 MiB); raise disk.esp");
 }
 
-TEST_CASE("build_esp makes a checkable, reproducible FAT32 image", "[unit]") {
-  test::TempDir dir;
-  test::write_random_file(dir / "boot.efi", 300 * KiB, 1);
-  EspContents c;
-  c.files.push_back({dir / "boot.efi", "/EFI/BOOT/BOOTX64.EFI"});
-  c.texts.push_back({"/loader/entries/osup-a.conf", "title osup\nlinux /a/vmlinuz\n"});
-  ::setenv("SOURCE_DATE_EPOCH", "1700000000", 1);
-  build_esp(dir / "esp1.img", 40 * MiB, c, "seed");
-  build_esp(dir / "esp2.img", 40 * MiB, c, "seed");
-  ::unsetenv("SOURCE_DATE_EPOCH");
-  CHECK(sha256_file(dir / "esp1.img") == sha256_file(dir / "esp2.img"));
-
-  CHECK(run({"fsck.vfat", "-n", dir / "esp1.img"}).exit_code == 0);
-  const std::string label =
-      run_checked({"blkid", "-o", "value", "-s", "LABEL", dir / "esp1.img"}).out;
-  CHECK(label == "OSUP-ESP\n");
-  CHECK(run_checked({"blkid", "-o", "value", "-s", "TYPE", dir / "esp1.img"}).out == "vfat\n");
-  const RunResult t =
-      run_checked({"mtype", "-i", dir / "esp1.img", "::/loader/entries/osup-a.conf"}, mtools());
-  CHECK(t.out == "title osup\nlinux /a/vmlinuz\n");
-  run_checked({"mcopy", "-i", dir / "esp1.img", "::/EFI/BOOT/BOOTX64.EFI", dir / "back.efi"},
-              mtools());
-  CHECK(sha256_file(dir / "back.efi") == sha256_file(dir / "boot.efi"));
-
-  // Another seed, another volume ID.
-  build_esp(dir / "esp3.img", 40 * MiB, c, "other");
-  CHECK(run_checked({"blkid", "-o", "value", "-s", "UUID", dir / "esp3.img"}).out !=
-        run_checked({"blkid", "-o", "value", "-s", "UUID", dir / "esp1.img"}).out);
-
-  SECTION("errors") {
-    CHECK_THROWS_WITH(build_esp(dir / "e.img", 8 * MiB, c, ""),
-                      Catch::StartsWith("esp size 8.0 MiB is too small for FAT32"));
-    EspContents missing;
-    missing.files.push_back({dir / "nope.efi", "/EFI/BOOT/BOOTX64.EFI"});
-    CHECK_THROWS_WITH(build_esp(dir / "e.img", 40 * MiB, missing, ""),
-                      Catch::Contains("nope.efi (for /EFI/BOOT/BOOTX64.EFI) is missing"));
-    EspContents rel;
-    rel.texts.push_back({"loader.conf", "x"});
-    CHECK_THROWS_WITH(build_esp(dir / "e.img", 40 * MiB, rel, ""),
-                      Catch::Contains("invalid ESP path 'loader.conf'"));
-    test::write_random_file(dir / "big.bin", 41 * MiB, 3);
-    EspContents big;
-    big.files.push_back({dir / "big.bin", "/big.bin"});
-    CHECK_THROWS_WITH(build_esp(dir / "e.img", 40 * MiB, big, ""),
-                      Catch::Contains("copying " + (dir / "big.bin")));
-  }
-}
-
 TEST_CASE("write_disk_image lays out a sparse DPS disk for both arches", "[unit]") {
   for (Arch arch : {Arch::x86_64, Arch::aarch64}) {
     DYNAMIC_SECTION(arch_name(arch)) {
       test::TempDir dir;
       test::write_random_file(dir / "boot.efi", 100 * KiB, 1);
-      EspContents ec;
-      ec.files.push_back({dir / "boot.efi", "/EFI/BOOT/" + efi_fallback_name(arch)});
-      ec.texts.push_back({"/loader/loader.conf", "default osup-*\n"});
-      build_esp(dir / "esp.img", 40 * MiB, ec, "s");
+      {
+        auto esp = create_esp_image(dir / "esp.img", 40 * MiB, "s");
+        install_systemd_boot(*esp, dir / "boot.efi", arch);
+      }
       // Root: 10 MiB of data followed by a 6 MiB hole; verity: small random file.
       test::write_random_file(dir / "root.img", 10 * MiB, 2);
       REQUIRE(::truncate((dir / "root.img").c_str(), 16 * MiB) == 0);
@@ -208,7 +162,7 @@ TEST_CASE("write_disk_image lays out a sparse DPS disk for both arches", "[unit]
           run_checked({"mdir", "-b", "-i", dir / "esp-out.img", "::/EFI/BOOT"}, mtools());
       CHECK(ls.out.find(efi_fallback_name(arch)) != std::string::npos);
       CHECK(run_checked({"mtype", "-i", dir / "esp-out.img", "::/loader/loader.conf"}, mtools())
-                .out == "default osup-*\n");
+                .out == loader_conf());
 
       // The data region is a clean ext4 labelled osup-data filling the partition.
       extract(img, data.start, data.size, dir / "data-out.img");

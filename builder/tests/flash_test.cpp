@@ -12,12 +12,12 @@
 #include <fstream>
 #include <vector>
 
-#include "format/error.h"
-#include "format/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "format/gpt.h"
-#include "format/process.h"
+#include "base/process.h"
 #include "format/sha256.h"
-#include "format/size.h"
+#include "base/size.h"
 #include "format/uuid.h"
 #include "tests/support/test_support.h"
 

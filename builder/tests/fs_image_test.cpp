@@ -1,5 +1,5 @@
 // Read-only root images: checked and unpacked by the real fsck.erofs / unsquashfs.
-#include "builder/fs_image.h"
+#include "builder/image/filesystem.h"
 
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "builder/rootfs_prepare.h"
-#include "format/error.h"
+#include "builder/rootfs/prepare.h"
+#include "base/error.h"
 #include "format/sha256.h"
 #include "format/uuid.h"
 #include "tests/support/test_support.h"

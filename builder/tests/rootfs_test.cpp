@@ -12,11 +12,11 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "builder/elf_check.h"
-#include "builder/rootfs_prepare.h"
-#include "builder/rootfs_source.h"
-#include "format/error.h"
-#include "format/fd.h"
+#include "builder/rootfs/elf_check.h"
+#include "builder/rootfs/prepare.h"
+#include "builder/rootfs/source.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;

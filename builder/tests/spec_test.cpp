@@ -6,8 +6,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "format/error.h"
-#include "format/size.h"
+#include "base/error.h"
+#include "base/size.h"
 #include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "format/bundle.h"
-#include "format/error.h"
-#include "format/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "format/signature.h"
 
 namespace {

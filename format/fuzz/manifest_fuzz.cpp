@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "format/error.h"
+#include "base/error.h"
 #include "format/manifest.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

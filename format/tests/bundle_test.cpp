@@ -11,10 +11,10 @@
 #include <fstream>
 #include <thread>
 
-#include "format/error.h"
-#include "format/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "format/sha256.h"
-#include "format/size.h"
+#include "base/size.h"
 #include "tests/support/test_support.h"
 
 using namespace osup;

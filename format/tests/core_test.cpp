@@ -1,11 +1,11 @@
 #include <catch2/catch.hpp>
 
-#include "format/arch.h"
+#include "base/arch.h"
 #include "format/disk_layout.h"
-#include "format/error.h"
-#include "format/process.h"
+#include "base/error.h"
+#include "base/process.h"
 #include "format/sha256.h"
-#include "format/size.h"
+#include "base/size.h"
 #include "format/uuid.h"
 
 using namespace osup;

@@ -13,9 +13,9 @@
 #include <thread>
 
 #include "format/disk_layout.h"
-#include "format/error.h"
-#include "format/fd.h"
-#include "format/size.h"
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/size.h"
 #include "tests/support/test_support.h"
 
 using namespace osup;

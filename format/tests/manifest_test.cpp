@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "format/error.h"
+#include "base/error.h"
 
 using namespace osup;
 using json = nlohmann::json;

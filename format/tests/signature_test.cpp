@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "format/error.h"
-#include "format/fd.h"
-#include "format/process.h"
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/process.h"
 #include "format/sha256.h"
 #include "tests/support/test_support.h"
 

@@ -8,9 +8,9 @@
 #include <catch2/catch.hpp>
 #include <regex>
 
-#include "format/error.h"
-#include "format/fd.h"
-#include "format/process.h"
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/process.h"
 #include "tests/support/test_support.h"
 
 using namespace osup;

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <random>
 
-#include "format/error.h"
-#include "format/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "format/gpt.h"
 #include "format/sha256.h"
 

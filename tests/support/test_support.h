@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "format/arch.h"
-#include "format/process.h"
+#include "base/arch.h"
+#include "base/process.h"
 
 namespace osup::test {
 

@@ -15,11 +15,11 @@
 #include <random>
 #include <thread>
 
-#include "format/fd.h"
+#include "base/fd.h"
 #include "format/gpt.h"
 #include "format/sha256.h"
 #include "tests/support/test_support.h"
-#include "updater/esp_access.h"
+#include "boot/esp_access.h"
 
 using namespace osup;
 using nlohmann::json;

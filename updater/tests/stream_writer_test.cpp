@@ -8,8 +8,8 @@
 #include <cstring>
 #include <random>
 
-#include "format/error.h"
-#include "format/fd.h"
+#include "base/error.h"
+#include "base/fd.h"
 #include "format/sha256.h"
 #include "tests/support/test_support.h"
 

@@ -9,12 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
-#include "format/fd.h"
+#include "base/fd.h"
 #include "format/gpt.h"
 #include "format/sha256.h"
 #include "tests/support/test_support.h"
-#include "updater/esp_access.h"
-#include "updater/grub_env.h"
+#include "boot/esp_access.h"
+#include "boot/grub_env.h"
 
 using namespace osup;
 using nlohmann::json;

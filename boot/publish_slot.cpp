@@ -1,0 +1,56 @@
+#include "boot/publish_slot.h"
+
+#include "base/error.h"
+#include "base/fault.h"
+#include "boot/slot_boot.h"
+#include "boot/systemd_boot.h"
+
+namespace osup {
+
+void retire_slot(EspAccess& esp, BootControl& boot, layout::Slot s) {
+  const SlotEspPaths paths = slot_esp_paths(s);
+  fault::point("disable target entry");
+  boot.disable(s);
+  fault::point("remove target manifest");
+  esp.remove(paths.manifest);
+  esp.remove(paths.signature);
+}
+
+bool publish_slot(EspAccess& esp, BootControl& boot, layout::Slot s, const SlotRelease& r) {
+  const SlotEspPaths paths = slot_esp_paths(s);
+  const std::string name = std::string("slot ") + layout::slot_char(s);
+  with_context("installing boot files of " + name, [&] {
+    esp.mkdirs(paths.dir);
+    fault::point("copy kernel");
+    if (!r.kernel.empty()) esp.copy_in(r.kernel, paths.kernel);
+    fault::point("copy initrd");
+    if (!r.initrd.empty()) esp.copy_in(r.initrd, paths.initrd);
+    fault::point("write signature");
+    esp.write_atomic(paths.signature, r.signature);
+    fault::point("write manifest");
+    esp.write_atomic(paths.manifest, r.manifest_bytes);
+  });
+  if (r.kernel.empty()) return false;
+  // Last: the loader learns about the slot only now that everything else is in place.
+  fault::point("install entry");
+  with_context("writing the boot entry of " + name, [&] {
+    const Manifest& m = r.manifest;
+    boot.install(s, EntrySpec{slot_title(m, s), m.version, paths.kernel,
+                              r.initrd.empty() ? "" : paths.initrd, slot_cmdline(m, s),
+                              m.boot.tries});
+  });
+  return true;
+}
+
+void install_systemd_boot(EspAccess& esp, const std::string& efi_binary, Arch arch) {
+  with_context("installing systemd-boot from " + efi_binary, [&] {
+    esp.mkdirs("/EFI/BOOT");
+    esp.copy_in(efi_binary, "/EFI/BOOT/" + efi_fallback_name(arch));
+    esp.mkdirs("/EFI/systemd");
+    esp.copy_in(efi_binary, "/EFI/systemd/" + systemd_boot_name(arch));
+    esp.mkdirs("/loader");
+    esp.write_atomic(kLoaderConf, loader_conf());
+  });
+}
+
+}  // namespace osup
