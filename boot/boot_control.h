@@ -1,5 +1,5 @@
 // Boot control: which slot the boot loader starts next, and how many tries a new slot
-// gets before the loader passes it over (DESIGN.md "Boot and slot selection").
+// gets before the loader passes it over (docs/design.md "Boot selection with systemd-boot").
 // One small interface, one backend per loader, a fake for tests, chosen in one place
 // (after update_engine's BootControlInterface and RAUC's bootchooser).
 //

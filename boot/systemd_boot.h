@@ -1,6 +1,6 @@
 // systemd-boot backend: one Boot Loader Specification Type #1 entry per slot in
 // /loader/entries, boot counting in the file name, slot order through the loader's own
-// sorting (DESIGN.md "Boot and slot selection").
+// sorting (docs/design.md "Boot selection with systemd-boot").
 //
 // What systemd-boot 252 does (read in src/boot/efi/boot.c and
 // src/fundamental/string-util-fundamental.c of that release):

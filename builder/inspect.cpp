@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "format/bundle.h"
+#include "format/bundle_reader.h"
 #include "base/error.h"
 #include "base/fd.h"
 #include "format/gpt.h"
@@ -37,11 +37,11 @@ Kind detect_kind(const std::string& file) {
 json manifest_summary(const Manifest& m) {
   json payloads = json::array();
   for (const Payload& p : m.payloads)
-    payloads.push_back({{"name", p.name},
+    payloads.push_back({{"name", to_string(p.kind)},
                         {"file", p.file},
                         {"size", p.size},
                         {"sha256", p.sha256},
-                        {"compression", p.compression}});
+                        {"compression", to_string(p.compression)}});
   return {{"name", m.name},
           {"version", m.version},
           {"arch", m.arch},
@@ -65,8 +65,8 @@ json signature_status(const std::string& manifest, const std::string& signature,
 }
 
 json inspect_bundle(const std::string& file, const InspectOptions& opts) {
-  UniqueFd fd = open_file(file, O_RDONLY);
-  BundleReader reader(fd.get(), file);
+  const std::unique_ptr<ByteSource> source = open_file_source(file);
+  BundleReader reader(*source);
   reader.read_header();
   Manifest m = reader.parse_unverified();
   json j = {{"type", "bundle"}, {"file", file}, {"manifest", manifest_summary(m)}};

@@ -19,7 +19,7 @@
 #include "builder/rootfs/prepare.h"
 #include "builder/rootfs/source.h"
 #include "builder/spec.h"
-#include "format/bundle.h"
+#include "format/bundle_writer.h"
 #include "base/error.h"
 #include "base/fd.h"
 #include "format/manifest.h"
@@ -265,22 +265,23 @@ ImageOutputs build_image(const ImageOptions& opts) {
   // Small payloads first: the updater wants the verity tree before the root streams past.
   if (kernel) {
     m.boot.kernel_version = kernel->version;
-    m.payloads.push_back(describe_payload("kernel", "vmlinuz", kernel_copy, false));
+    m.payloads.push_back(describe_payload(PayloadKind::kernel, "vmlinuz", kernel_copy, Compression::none));
     if (!initrd_copy.empty())
-      m.payloads.push_back(describe_payload("initrd", "initrd", initrd_copy, false));
+      m.payloads.push_back(describe_payload(PayloadKind::initrd, "initrd", initrd_copy, Compression::none));
   }
   // The verity tree and root go zstd-compressed or as they are: builder/bundle_compression.h.
   const BundleCompression bundle_mode = opts.bundle_compression.value_or(spec.bundle_compression);
-  auto image_payload = [&](const char* name, const std::string& file, const std::string& path) {
+  auto image_payload = [&](PayloadKind kind, const std::string& file, const std::string& path) {
     const CompressionChoice c = choose_compression(bundle_mode, path, kBundleZstdLevel);
     if (c.estimated_savings >= 0)
-      log.step(std::string("bundle: ") + name + (c.compress ? " zstd" : " uncompressed") +
+      log.step("bundle: " + to_string(kind) + (c.compress ? " zstd" : " uncompressed") +
                " (zstd would save ~" + std::to_string(std::lround(c.estimated_savings * 100)) +
                " %, auto wants >= " + std::to_string(std::lround(kAutoMinSavings * 100)) + " %)");
-    return describe_payload(name, c.compress ? file + ".zst" : file, path, c.compress);
+    return describe_payload(kind, c.compress ? file + ".zst" : file, path,
+                            c.compress ? Compression::zstd : Compression::none);
   };
-  m.payloads.push_back(image_payload("verity", "root.verity", verity_img));
-  m.payloads.push_back(image_payload("root", "root." + spec.fs_type, root_img));
+  m.payloads.push_back(image_payload(PayloadKind::verity, "root.verity", verity_img));
+  m.payloads.push_back(image_payload(PayloadKind::root, "root." + spec.fs_type, root_img));
   const std::string manifest_json = m.to_json();
   const std::string signature = key.sign(manifest_json);
   clock.done("describe");
@@ -296,14 +297,15 @@ ImageOutputs build_image(const ImageOptions& opts) {
   with_context("writing bundle " + out.bundle, [&] {
     BundleWriter writer(out.bundle);
     writer.write_header(manifest_json, signature);
-    const std::map<std::string, std::string> sources = {{"kernel", kernel_copy},
-                                                        {"initrd", initrd_copy},
-                                                        {"verity", verity_img},
-                                                        {"root", root_img}};
+    const std::map<PayloadKind, std::string> sources = {{PayloadKind::kernel, kernel_copy},
+                                                         {PayloadKind::initrd, initrd_copy},
+                                                         {PayloadKind::verity, verity_img},
+                                                         {PayloadKind::root, root_img}};
     for (const Payload& p : m.payloads) {
-      Progress progress((p.compression == "zstd" ? "compress " : "copy ") + p.name, p.size,
-                        opts.progress);
-      writer.add_payload(p, sources.at(p.name), kBundleZstdLevel, &progress);
+      Progress progress(
+          (p.compression == Compression::zstd ? "compress " : "copy ") + to_string(p.kind), p.size,
+          opts.progress);
+      writer.add_payload(p, sources.at(p.kind), kBundleZstdLevel, &progress);
     }
     writer.finish();
   });

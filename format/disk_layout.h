@@ -1,4 +1,4 @@
-// The GPT layout builder and updater agree on (DESIGN.md "Disk layout"), following
+// The GPT layout builder and updater agree on (docs/design.md "Disk layout"), following
 // systemd's Discoverable Partitions Specification.
 #pragma once
 

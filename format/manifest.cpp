@@ -14,7 +14,8 @@ namespace {
 using json = nlohmann::json;
 
 constexpr uint64_t kMaxPayloadSize = uint64_t{1} << 40;  // 1 TiB: far above any OS image
-constexpr const char* kPayloadNames[] = {"kernel", "initrd", "verity", "root"};
+constexpr PayloadKind kPayloadKinds[] = {PayloadKind::kernel, PayloadKind::initrd,
+                                          PayloadKind::verity, PayloadKind::root};
 
 [[noreturn]] void field_error(const std::string& field, const std::string& rule) {
   fail("manifest: field '" + field + "' " + rule);
@@ -90,13 +91,6 @@ bool power_of_two_block(uint32_t v) { return v >= 512 && v <= 65536 && (v & (v -
 
 void validate_payload(const Payload& p, size_t i) {
   const std::string f = "payloads[" + std::to_string(i) + "]";
-  if (std::find(std::begin(kPayloadNames), std::end(kPayloadNames), p.name) ==
-      std::end(kPayloadNames))
-    field_error(
-        f + ".name",
-        "must be one of kernel, initrd, verity, root (got '" +
-            (p.name.size() <= 32 && all_of_chars(p.name, "._-") ? p.name : std::string("...")) +
-            "')");
   // A plain name: the reader matches entries by it and the updater never makes paths of it,
   // but keep it harmless for anyone extracting the tar by hand (no '/', no '..').
   if (p.file.empty() || p.file.size() > 100 || !all_of_chars(p.file, "._+-") ||
@@ -104,10 +98,8 @@ void validate_payload(const Payload& p, size_t i) {
       p.file == "manifest.json.sig")
     field_error(f + ".file",
                 "must be a plain file name (letters, digits, . _ + -; no '/' or '..')");
-  if (p.compression != "zstd" && p.compression != "none")
-    field_error(f + ".compression", "must be \"zstd\" or \"none\"");
   if (p.size > kMaxPayloadSize) field_error(f + ".size", "is larger than 1 TiB");
-  if (p.size == 0 && (p.name == "root" || p.name == "verity" || p.name == "kernel"))
+  if (p.size == 0 && p.kind != PayloadKind::initrd)
     field_error(f + ".size", "must not be 0");
   check_sha256_hex(f + ".sha256", p.sha256);
 }
@@ -174,22 +166,24 @@ void Manifest::validate() const {
     field_error("boot.kernel_version",
                 "must be at most 128 characters of letters, digits, . + ~ _ -");
 
-  std::set<std::string> names, files;
+  std::set<PayloadKind> kinds;
+  std::set<std::string> files;
   for (size_t i = 0; i < payloads.size(); ++i) {
     const Payload& p = payloads[i];
     validate_payload(p, i);
-    if (!names.insert(p.name).second)
-      field_error("payloads[" + std::to_string(i) + "].name", "repeats payload '" + p.name + "'");
+    if (!kinds.insert(p.kind).second)
+      field_error("payloads[" + std::to_string(i) + "].name",
+                  "repeats payload '" + to_string(p.kind) + "'");
     if (!files.insert(p.file).second)
       field_error("payloads[" + std::to_string(i) + "].file", "repeats file '" + p.file + "'");
   }
-  if (!names.count("root")) fail("manifest: payload 'root' is missing");
-  if (!names.count("verity")) fail("manifest: payload 'verity' is missing");
-  if (boot.kernel_version.empty() == (names.count("kernel") > 0))
+  if (!kinds.count(PayloadKind::root)) fail("manifest: payload 'root' is missing");
+  if (!kinds.count(PayloadKind::verity)) fail("manifest: payload 'verity' is missing");
+  if (boot.kernel_version.empty() == (kinds.count(PayloadKind::kernel) > 0))
     fail(boot.kernel_version.empty()
              ? "manifest: payload 'kernel' needs field 'boot.kernel_version'"
              : "manifest: field 'boot.kernel_version' is set but payload 'kernel' is missing");
-  if (names.count("initrd") && !names.count("kernel"))
+  if (kinds.count(PayloadKind::initrd) && !kinds.count(PayloadKind::kernel))
     fail("manifest: payload 'initrd' needs payload 'kernel'");
 }
 
@@ -215,9 +209,9 @@ std::string Manifest::to_json() const {
       {"cmdline", boot.cmdline}, {"tries", boot.tries}, {"kernel_version", boot.kernel_version}};
   j["payloads"] = json::array();
   for (const Payload& p : payloads)
-    j["payloads"].push_back({{"name", p.name},
+    j["payloads"].push_back({{"name", to_string(p.kind)},
                              {"file", p.file},
-                             {"compression", p.compression},
+                             {"compression", to_string(p.compression)},
                              {"size", p.size},
                              {"sha256", p.sha256}});
   return j.dump(2) + "\n";
@@ -271,14 +265,23 @@ Manifest Manifest::parse(std::string_view text) {
 
   const json& ps = top.get("payloads");
   if (!ps.is_array()) field_error("payloads", "must be an array");
-  if (ps.size() > std::size(kPayloadNames))
+  if (ps.size() > std::size(kPayloadKinds))
     field_error("payloads", "has more entries than there are payload kinds");
   for (size_t i = 0; i < ps.size(); ++i) {
     Fields p(ps[i], "payloads[" + std::to_string(i) + "]");
+    const std::string f = "payloads[" + std::to_string(i) + "]";
     Payload pl;
-    pl.name = p.str("name");
+    const std::string name = p.str("name");
+    const auto kind = parse_payload_kind(name);
+    if (!kind)
+      field_error(f + ".name",
+                  "must be one of kernel, initrd, verity, root (got '" +
+                      (name.size() <= 32 && all_of_chars(name, "._-") ? name : "...") + "')");
+    pl.kind = *kind;
     pl.file = p.str("file");
-    pl.compression = p.str("compression");
+    const auto compression = parse_compression(p.str("compression"));
+    if (!compression) field_error(f + ".compression", "must be \"zstd\" or \"none\"");
+    pl.compression = *compression;
     pl.size = p.u64("size");
     pl.sha256 = p.str("sha256");
     p.done();
@@ -289,10 +292,38 @@ Manifest Manifest::parse(std::string_view text) {
   return m;
 }
 
-const Payload* Manifest::find(std::string_view n) const {
+const Payload* Manifest::find(PayloadKind kind) const {
   for (const Payload& p : payloads)
-    if (p.name == n) return &p;
+    if (p.kind == kind) return &p;
   return nullptr;
+}
+
+std::string to_string(PayloadKind k) {
+  switch (k) {
+    case PayloadKind::kernel:
+      return "kernel";
+    case PayloadKind::initrd:
+      return "initrd";
+    case PayloadKind::verity:
+      return "verity";
+    case PayloadKind::root:
+      return "root";
+  }
+  return "?";
+}
+
+std::string to_string(Compression c) { return c == Compression::zstd ? "zstd" : "none"; }
+
+std::optional<PayloadKind> parse_payload_kind(std::string_view name) {
+  for (PayloadKind k : kPayloadKinds)
+    if (to_string(k) == name) return k;
+  return std::nullopt;
+}
+
+std::optional<Compression> parse_compression(std::string_view name) {
+  if (name == "none") return Compression::none;
+  if (name == "zstd") return Compression::zstd;
+  return std::nullopt;
 }
 
 int compare_versions(std::string_view a, std::string_view b) {

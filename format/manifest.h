@@ -3,16 +3,27 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace osup {
 
+// What a payload is for; in the JSON as its "name". Bundles carry them in this order.
+enum class PayloadKind { kernel, initrd, verity, root };
+// How a payload is stored in the bundle; in the JSON as "none" | "zstd".
+enum class Compression { none, zstd };
+
+[[nodiscard]] std::string to_string(PayloadKind k);  // "kernel", ...
+[[nodiscard]] std::string to_string(Compression c);  // "none", "zstd"
+[[nodiscard]] std::optional<PayloadKind> parse_payload_kind(std::string_view name);
+[[nodiscard]] std::optional<Compression> parse_compression(std::string_view name);
+
 struct Payload {
-  std::string name;         // "kernel" | "initrd" | "verity" | "root"
-  std::string file;         // tar entry name, e.g. "root.erofs.zst"
-  std::string compression;  // "zstd" | "none"
+  PayloadKind kind = PayloadKind::root;
+  std::string file;  // tar entry name, e.g. "root.erofs.zst"
+  Compression compression = Compression::none;
   uint64_t size = 0;        // uncompressed bytes
   std::string sha256;       // hex, of the uncompressed bytes
   bool operator==(const Payload&) const = default;
@@ -48,7 +59,7 @@ struct Manifest {
   [[nodiscard]] std::string to_json() const;
   // Strict: unknown or missing fields, wrong types and unsafe values are errors naming the field.
   [[nodiscard]] static Manifest parse(std::string_view json);
-  [[nodiscard]] const Payload* find(std::string_view name) const;
+  [[nodiscard]] const Payload* find(PayloadKind kind) const;
   // Throws the first rule the manifest breaks (the checks parse() applies).
   void validate() const;
   bool operator==(const Manifest&) const = default;

@@ -9,7 +9,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "format/bundle.h"
+#include "format/bundle_reader.h"
+#include "updater/bundle_source.h"
 #include "base/cli_args.h"
 #include "base/error.h"
 #include "base/fd.h"
@@ -199,9 +200,8 @@ int cmd_info(const Globals& g, const std::vector<std::string>& args) {
   CliArgs a("osup info", args, {}, {"json"});
   a.expect_positionals(1, 1, "osup info BUNDLE|- [--json]");
   const std::string path = a.positionals()[0];
-  UniqueFd fd;
-  if (path != "-") fd = open_file(path, O_RDONLY);
-  BundleReader reader(path == "-" ? STDIN_FILENO : fd.get(), path == "-" ? "stdin" : path);
+  const std::unique_ptr<ByteSource> source = open_bundle_source(path);
+  BundleReader reader(*source);
   reader.read_header();
   Manifest m = reader.parse_unverified();
   json sigj;
@@ -225,7 +225,7 @@ int cmd_info(const Globals& g, const std::vector<std::string>& args) {
               m.compatible.c_str());
   std::printf("signature: %s\n", sigj["status"].get<std::string>().c_str());
   for (const Payload& p : m.payloads)
-    std::printf("  %-7s %10s  sha256 %s\n", p.name.c_str(), format_size(p.size).c_str(),
+    std::printf("  %-7s %10s  sha256 %s\n", to_string(p.kind).c_str(), format_size(p.size).c_str(),
                 p.sha256.c_str());
   return 0;
 }

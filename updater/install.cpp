@@ -6,10 +6,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <map>
 #include <vector>
 
-#include "format/bundle.h"
+#include "format/bundle_reader.h"
+#include "updater/bundle_source.h"
 #include "base/error.h"
 #include "base/fault.h"
 #include "base/fd.h"
@@ -30,10 +30,6 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-}  // namespace
-
-namespace {
-
 // Opens the disk for slot writes: O_DIRECT where possible (several times faster here
 // than buffered writes and it leaves the page cache alone), buffered otherwise (tmpfs).
 UniqueFd open_for_writing(const std::string& disk, bool* direct) {
@@ -48,7 +44,7 @@ UniqueFd open_for_writing(const std::string& disk, bool* direct) {
 
 // A small payload (kernel, initrd) goes to a private temp file, then onto the ESP.
 std::string stream_to_temp(BundleReader& reader, const Payload& p, const fs::path& dir) {
-  std::string path = (dir / p.name).string();
+  std::string path = (dir / to_string(p.kind)).string();
   UniqueFd fd = open_file(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   std::vector<std::byte> buf(1 << 20);
   for (size_t n; (n = reader.read(buf)) > 0;)
@@ -90,8 +86,8 @@ void check_compatible(const OsupDisk& disk, const Manifest& m, const std::option
 
 void check_fits(const OsupDisk& disk, const Manifest& m, layout::Slot target) {
   const SlotPartitions& sp = disk.slot(target);
-  const Payload* root = m.find("root");
-  const Payload* hash = m.find("verity");
+  const Payload* root = m.find(PayloadKind::root);
+  const Payload* hash = m.find(PayloadKind::verity);
   if (root->size > sp.root.size)
     fail("root image is " + format_size(root->size) + " but slot " + layout::root_label(target) +
          " holds " + format_size(sp.root.size) +
@@ -101,6 +97,103 @@ void check_fits(const OsupDisk& disk, const Manifest& m, layout::Slot target) {
          " holds " + format_size(sp.verity.size));
   if (m.verity.data_size != root->size || m.verity.hash_size != hash->size)
     fail("manifest is inconsistent: verity sizes do not match the payloads");
+  if (!m.find(PayloadKind::kernel))
+    fail("bundle " + m.name + " " + m.version +
+         " carries no kernel, so the slot could not boot; build it from a rootfs with a kernel "
+         "in /boot");
+}
+
+// Streams the payloads into the target slot: kernel and initrd to temp files (for the ESP),
+// the verity tree into its partition, checked against the signed root hash, then the root,
+// every block checked against that tree as it is written.
+class SlotWriter {
+ public:
+  SlotWriter(const OsupDisk& disk, layout::Slot target, const Manifest& m,
+             const InstallOptions& opts)
+      : disk_(disk),
+        part_(disk.slot(target)),
+        opts_(opts),
+        params_(verity_params(m)),
+        root_hash_(digest_from_hex(m.verity.root_hash, "manifest verity.root_hash")),
+        out_(open_for_writing(disk.path, &direct_)) {}
+
+  void write(BundleReader& reader, const Payload& p, InstallResult& result) {
+    switch (p.kind) {
+      case PayloadKind::kernel:
+        kernel_ = stream_to_temp(reader, p, tmp_.path());
+        return;
+      case PayloadKind::initrd:
+        initrd_ = stream_to_temp(reader, p, tmp_.path());
+        return;
+      case PayloadKind::verity:
+        return write_tree(reader, p);
+      case PayloadKind::root:
+        result.root_bytes = write_root(reader, p);
+        return;
+    }
+  }
+
+  void sync() {
+    fault::point("sync slot");
+    fsync_fd(out_.get(), disk_.path);
+    out_.reset();
+  }
+
+  [[nodiscard]] const std::string& kernel() const { return kernel_; }
+  [[nodiscard]] const std::string& initrd() const { return initrd_; }
+  [[nodiscard]] const Digest& root_hash() const { return root_hash_; }
+
+ private:
+  StreamTarget target(const gpt::Partition& part) const {
+    return StreamTarget{out_.get(), direct_, part.start, part.size, part.label};
+  }
+
+  void write_tree(BundleReader& reader, const Payload& p) {
+    Progress progress("writing verity", p.size, opts_.progress);
+    stream_to_partition([&](std::span<std::byte> b) { return reader.read(b); },
+                        [](std::span<const std::byte>) {}, target(part_.verity), &progress);
+    fault::point("sync verity");
+    fsync_fd(out_.get(), disk_.path);
+    // The tree must chain up to the signed root hash before any data is trusted to it.
+    UniqueFd hash_fd = open_file(disk_.path, O_RDONLY);
+    verity::verify_tree(hash_fd.get(), params_, root_hash_, part_.verity.start);
+    tree_done_ = true;
+  }
+
+  uint64_t write_root(BundleReader& reader, const Payload& p) {
+    if (!tree_done_) fail("bundle carries root before verity; rebuild it with osup-build");
+    UniqueFd hash_fd = open_file(disk_.path, O_RDONLY);
+    verity::DataVerifier verifier(hash_fd.get(), params_, root_hash_, part_.verity.start);
+    // Every root block is checked against the tree that chains to the signed root hash
+    // (finish() below fails on missing blocks), so a second hash of the same bytes would
+    // only cost a core: the payload sha256 is left out for root.
+    reader.skip_sha256_for_current();
+    Progress progress("writing root", p.size, opts_.progress);
+    const uint64_t n = stream_to_partition(
+        [&](std::span<std::byte> b) { return reader.read(b); },
+        [&](std::span<const std::byte> b) { verifier.update(b); }, target(part_.root), &progress);
+    verifier.finish();
+    return n;
+  }
+
+  const OsupDisk& disk_;
+  const SlotPartitions& part_;
+  const InstallOptions& opts_;
+  const verity::Params params_;
+  const Digest root_hash_;
+  bool direct_ = false, tree_done_ = false;
+  UniqueFd out_;
+  TempDir tmp_;
+  std::string kernel_, initrd_;
+};
+
+// DPS pairing: the slot's partition UUIDs name the root hash it now holds.
+void pair_partition_uuids(const OsupDisk& disk, layout::Slot target, const Digest& root_hash) {
+  const SlotPartitions& sp = disk.slot(target);
+  fault::point("set root partition uuid");
+  gpt::set_partition_uuid(disk.path, sp.root.number, layout::root_partition_uuid(root_hash));
+  fault::point("set verity partition uuid");
+  gpt::set_partition_uuid(disk.path, sp.verity.number, layout::verity_partition_uuid(root_hash));
 }
 
 }  // namespace
@@ -111,13 +204,8 @@ InstallResult install_bundle(OsupDisk& disk, BootControl& boot, const sig::Trust
   const layout::Slot target = layout::other(cur);
   const std::string target_name = std::string("slot ") + layout::slot_char(target);
 
-  UniqueFd bundle_fd;
-  int in_fd = STDIN_FILENO;
-  if (opts.bundle != "-") {
-    bundle_fd = open_file(opts.bundle, O_RDONLY);
-    in_fd = bundle_fd.get();
-  }
-  BundleReader reader(in_fd, opts.bundle == "-" ? "stdin" : opts.bundle);
+  const std::unique_ptr<ByteSource> source = open_bundle_source(opts.bundle);
+  BundleReader reader(*source);
   reader.read_header();
   // Nothing is written before the signature, arch, compatibility, version and sizes pass.
   const Manifest m = reader.verify(trust);
@@ -127,62 +215,20 @@ InstallResult install_bundle(OsupDisk& disk, BootControl& boot, const sig::Trust
   InstallResult result;
   result.slot = target;
   result.version = m.version;
-  const SlotPartitions& sp = disk.slot(target);
 
   // From here on the target slot is being replaced: first make sure nothing boots it.
   with_context("disabling " + target_name, [&] { retire_slot(*disk.esp_files, boot, target); });
 
-  TempDir tmp;
-  std::map<std::string, std::string> small_files;
-  bool verity_done = false;
-  const verity::Params vparams = verity_params(m);
-  const Digest root_hash = digest_from_hex(m.verity.root_hash, "manifest verity.root_hash");
-  bool direct = false;
-  UniqueFd out = open_for_writing(disk.path, &direct);
-  auto t0 = Clock::now();
-
-  while (const Payload* p = reader.next_payload()) {
-    with_context("installing " + target_name + ": " + p->name, [&] {
-      if (p->name == "kernel" || p->name == "initrd") {
-        small_files[p->name] = stream_to_temp(reader, *p, tmp.path());
-        return;
-      }
-      const bool is_root = p->name == "root";
-      if (is_root && !verity_done)
-        fail("bundle carries root before verity; rebuild it with osup-build");
-      const gpt::Partition& part = is_root ? sp.root : sp.verity;
-      StreamTarget t{out.get(), direct, part.start, part.size, part.label};
-      Progress progress("writing " + p->name, p->size, opts.progress);
-      auto source = [&](std::span<std::byte> buf) { return reader.read(buf); };
-      if (!is_root) {
-        stream_to_partition(
-            source, [](std::span<const std::byte>) {}, t, &progress);
-        fault::point("sync verity");
-        fsync_fd(out.get(), disk.path);
-        // The tree must chain up to the signed root hash before any data is trusted to it.
-        UniqueFd hash_fd = open_file(disk.path, O_RDONLY);
-        verity::verify_tree(hash_fd.get(), vparams, root_hash, sp.verity.start);
-        verity_done = true;
-        return;
-      }
-      UniqueFd hash_fd = open_file(disk.path, O_RDONLY);
-      verity::DataVerifier verifier(hash_fd.get(), vparams, root_hash, sp.verity.start);
-      // Every root block is checked against the tree that chains to the signed root hash
-      // (finish() below fails on missing blocks), so a second hash of the same bytes would
-      // only cost a core: the payload sha256 is left out for root.
-      reader.skip_sha256_for_current();
-      result.root_bytes = stream_to_partition(
-          source, [&](std::span<const std::byte> b) { verifier.update(b); }, t, &progress);
-      verifier.finish();
-    });
-  }
-  fault::point("sync slot");
-  fsync_fd(out.get(), disk.path);
-  out.reset();
+  SlotWriter writer(disk, target, m, opts);
+  const auto t0 = Clock::now();
+  while (const Payload* p = reader.next_payload())
+    with_context("installing " + target_name + ": " + to_string(p->kind),
+                 [&] { writer.write(reader, *p, result); });
+  writer.sync();
   result.stream_seconds = seconds_since(t0);
 
   if (opts.readback) {
-    auto t1 = Clock::now();
+    const auto t1 = Clock::now();
     with_context("reading back " + target_name, [&] {
       Progress progress("verifying", m.verity.data_size, opts.progress);
       read_back(disk, target, m, &progress);
@@ -190,21 +236,11 @@ InstallResult install_bundle(OsupDisk& disk, BootControl& boot, const sig::Trust
     result.readback_seconds = seconds_since(t1);
   }
 
-  // DPS pairing: the slot's partition UUIDs name the root hash it now holds.
-  with_context("updating partition UUIDs of " + target_name, [&] {
-    fault::point("set root partition uuid");
-    gpt::set_partition_uuid(disk.path, sp.root.number, layout::root_partition_uuid(root_hash));
-    fault::point("set verity partition uuid");
-    gpt::set_partition_uuid(disk.path, sp.verity.number, layout::verity_partition_uuid(root_hash));
-  });
-
-  auto small = [&](const char* name) {
-    auto it = small_files.find(name);
-    return it == small_files.end() ? std::string() : it->second;
-  };
+  with_context("updating partition UUIDs of " + target_name,
+               [&] { pair_partition_uuids(disk, target, writer.root_hash()); });
   publish_slot(*disk.esp_files, boot, target,
-               SlotRelease{m, reader.manifest_bytes(), reader.signature(), small("kernel"),
-                           small("initrd")});
+               SlotRelease{m, reader.manifest_bytes(), reader.signature(), writer.kernel(),
+                           writer.initrd()});
   return result;
 }
 

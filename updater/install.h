@@ -1,5 +1,5 @@
 // `osup switch`: a signed bundle, streamed into the inactive slot, verified, then made
-// the slot the loader tries next. Keeps DESIGN.md's crash-safety invariants.
+// the slot the loader tries next. Keeps the crash-safety invariants of docs/design.md.
 #pragma once
 
 #include <optional>

@@ -87,14 +87,14 @@ void verify_slot(const OsupDisk& disk, layout::Slot s, const sig::TrustStore& tr
     verity::verify(fd.get(), fd.get(), verity_params(m), root_hash, &progress, sp.root.start,
                    sp.verity.start);
     SlotEspPaths paths = slot_esp_paths(s);
-    for (const char* kind : {"kernel", "initrd"}) {
+    for (const PayloadKind kind : {PayloadKind::kernel, PayloadKind::initrd}) {
       const Payload* p = m.find(kind);
       if (!p) continue;
       auto content =
-          disk.esp_files->read(kind == std::string("kernel") ? paths.kernel : paths.initrd);
-      if (!content) fail(std::string(kind) + " is missing from the ESP");
+          disk.esp_files->read(kind == PayloadKind::kernel ? paths.kernel : paths.initrd);
+      if (!content) fail(to_string(kind) + " is missing from the ESP");
       if (to_hex(sha256(*content)) != p->sha256)
-        fail(std::string(kind) + " on the ESP does not match the manifest");
+        fail(to_string(kind) + " on the ESP does not match the manifest");
     }
   });
 }

@@ -1,4 +1,4 @@
-// The flashable disk image: GPT with the DPS layout (DESIGN.md "Disk layout"), filled
+// The flashable disk image: GPT with the DPS layout (docs/design.md "Disk layout"), filled
 // from already-built ESP, root and verity images. No loop devices and no mounts.
 #pragma once
 

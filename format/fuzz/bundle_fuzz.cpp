@@ -15,7 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "format/bundle.h"
+#include "format/bundle_reader.h"
+#include "format/bundle_writer.h"
 #include "base/error.h"
 #include "base/fd.h"
 #include "format/signature.h"
@@ -54,14 +55,14 @@ void write_seeds(const std::string& dir, const osup::sig::PrivateKey& key) {
     m.verity.hash_size = verity.size();
     if (with_kernel) {
       m.boot.kernel_version = "6.1";
-      m.payloads.push_back(osup::describe_payload("kernel", "vmlinuz", dir + "/src-kernel", false));
+      m.payloads.push_back(osup::describe_payload(osup::PayloadKind::kernel, "vmlinuz", dir + "/src-kernel", osup::Compression::none));
     }
-    m.payloads.push_back(osup::describe_payload("verity", "v.zst", dir + "/src-verity", true));
-    m.payloads.push_back(osup::describe_payload("root", "r.zst", dir + "/src-root", true));
+    m.payloads.push_back(osup::describe_payload(osup::PayloadKind::verity, "v.zst", dir + "/src-verity", osup::Compression::zstd));
+    m.payloads.push_back(osup::describe_payload(osup::PayloadKind::root, "r.zst", dir + "/src-root", osup::Compression::zstd));
     std::string json = m.to_json();
     osup::BundleWriter w(dir + "/seed-" + std::to_string(with_kernel) + ".osup");
     w.write_header(json, key.sign(json));
-    for (const auto& p : m.payloads) w.add_payload(p, dir + "/src-" + p.name);
+    for (const auto& p : m.payloads) w.add_payload(p, dir + "/src-" + to_string(p.kind));
     w.finish();
   }
   for (const char* n : {"src-kernel", "src-root", "src-verity"}) ::unlink((dir + "/" + n).c_str());
@@ -83,7 +84,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   osup::write_all(fd.get(), std::as_bytes(std::span(data, size)), "memfd");
   if (::lseek(fd.get(), 0, SEEK_SET) != 0) std::abort();
 
-  osup::BundleReader r(fd.get(), "fuzz");
+  const auto r_source = osup::fd_source(fd.get(), "fuzz");
+  osup::BundleReader r(*r_source);
   try {
     r.read_header();
   } catch (const osup::Error&) {

@@ -1,4 +1,5 @@
-#include "format/bundle.h"
+#include "format/bundle_reader.h"
+#include "format/bundle_writer.h"
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -71,17 +72,17 @@ struct Fixture {
     m.verity.hash_size = 12288;
     m.boot.cmdline = "quiet";
     m.boot.kernel_version = "6.1.0";
-    m.payloads = {describe_payload("kernel", "vmlinuz", dir / "vmlinuz", false),
-                  describe_payload("initrd", "initrd.zst", dir / "initrd", true),
-                  describe_payload("verity", "root.verity.zst", dir / "verity", true),
-                  describe_payload("root", "root.erofs.zst", dir / "root", true)};
+    m.payloads = {describe_payload(PayloadKind::kernel, "vmlinuz", dir / "vmlinuz", Compression::none),
+                  describe_payload(PayloadKind::initrd, "initrd.zst", dir / "initrd", Compression::zstd),
+                  describe_payload(PayloadKind::verity, "root.verity.zst", dir / "verity", Compression::zstd),
+                  describe_payload(PayloadKind::root, "root.erofs.zst", dir / "root", Compression::zstd)};
   }
 
   std::string write(const std::string& name, const sig::PrivateKey* signer = nullptr) {
     std::string json = manifest.to_json();
     BundleWriter w(dir / name);
     w.write_header(json, (signer ? *signer : key).sign(json));
-    for (const Payload& p : manifest.payloads) w.add_payload(p, sources.at(p.name));
+    for (const Payload& p : manifest.payloads) w.add_payload(p, sources.at(to_string(p.kind)));
     w.finish();
     return dir / name;
   }
@@ -90,7 +91,8 @@ struct Fixture {
 // Reads a whole bundle; returns "name=sha256 size" lines of what the reader produced.
 std::vector<std::string> read_all(int fd, const std::string& name, const sig::TrustStore& trust,
                                   size_t buf_size = 65536) {
-  BundleReader r(fd, name);
+  const auto r_source = fd_source(fd, name);
+  BundleReader r(*r_source);
   r.verify(trust);
   std::vector<std::string> out;
   std::vector<std::byte> buf(buf_size);
@@ -101,7 +103,7 @@ std::vector<std::string> read_all(int fd, const std::string& name, const sig::Tr
       h.update(std::span(buf.data(), got));
       n += got;
     }
-    out.push_back(p->name + "=" + to_hex(h.finish()) + " " + std::to_string(n));
+    out.push_back(to_string(p->kind) + "=" + to_hex(h.finish()) + " " + std::to_string(n));
   }
   CHECK(r.next_payload() == nullptr);  // stays at the end
   return out;
@@ -116,8 +118,8 @@ std::vector<std::string> read_file(const std::string& path, const sig::TrustStor
 std::vector<std::string> expected(const Fixture& f) {
   std::vector<std::string> out;
   for (const Payload& p : f.manifest.payloads)
-    out.push_back(p.name + "=" + to_hex(sha256_file(f.sources.at(p.name))) + " " +
-                  std::to_string(fs::file_size(f.sources.at(p.name))));
+    out.push_back(to_string(p.kind) + "=" + to_hex(sha256_file(f.sources.at(to_string(p.kind)))) + " " +
+                  std::to_string(fs::file_size(f.sources.at(to_string(p.kind)))));
   return out;
 }
 
@@ -163,12 +165,14 @@ TEST_CASE("bundle round-trips from a file", "[unit]") {
   CHECK(read_file(b, f.trust, 7) == expected(f));  // tiny buffers take the same path
 
   UniqueFd fd0 = open_file(b, O_RDONLY);
-  BundleReader r0(fd0.get(), b);
+  const auto r0_source = fd_source(fd0.get(), b);
+  BundleReader r0(*r0_source);
   r0.read_header();
   CHECK_THROWS_WITH(r0.next_payload(), Catch::Contains("before the signature was verified"));
 
   UniqueFd fd = open_file(b, O_RDONLY);
-  BundleReader r(fd.get(), b);
+  const auto r_source = fd_source(fd.get(), b);
+  BundleReader r(*r_source);
   r.read_header();
   CHECK(r.manifest_bytes() == f.manifest.to_json());
   CHECK(r.parse_unverified() == f.manifest);
@@ -211,14 +215,15 @@ TEST_CASE("uncompressed payloads are read in place from a file, through libarchi
           "[unit]") {
   Fixture f;
   for (Payload& p : f.manifest.payloads) {
-    p.compression = "none";
+    p.compression = Compression::none;
     p.file = p.file.ends_with(".zst") ? p.file.substr(0, p.file.size() - 4) : p.file;
   }
   const std::string b = f.write("none.osup");
   // Which payloads a reader reads in place, and what it read.
   auto read_in_place = [&](const std::string& path, std::vector<bool>* in_place) {
     UniqueFd fd = open_file(path, O_RDONLY);
-    BundleReader r(fd.get(), path);
+    const auto r_source = fd_source(fd.get(), path);
+    BundleReader r(*r_source);
     r.verify(f.trust);
     std::vector<std::string> out;
     std::vector<std::byte> buf(100000);
@@ -230,7 +235,7 @@ TEST_CASE("uncompressed payloads are read in place from a file, through libarchi
         h.update(std::span(buf.data(), got));
         n += got;
       }
-      out.push_back(p->name + "=" + to_hex(h.finish()) + " " + std::to_string(n));
+      out.push_back(to_string(p->kind) + "=" + to_hex(h.finish()) + " " + std::to_string(n));
     }
     return out;
   };
@@ -281,7 +286,8 @@ TEST_CASE("uncompressed payloads are read in place from a file, through libarchi
     } catch (const Error&) {
     }
   });
-  BundleReader r(rd.get(), "-");
+  const auto r_source = fd_source(rd.get(), "stdin");
+  BundleReader r(*r_source);
   r.verify(f.trust);
   std::vector<std::byte> buf(65536);
   std::vector<std::string> got;
@@ -293,7 +299,7 @@ TEST_CASE("uncompressed payloads are read in place from a file, through libarchi
       h.update(std::span(buf.data(), k));
       n += k;
     }
-    got.push_back(pl->name + "=" + to_hex(h.finish()) + " " + std::to_string(n));
+    got.push_back(to_string(pl->kind) + "=" + to_hex(h.finish()) + " " + std::to_string(n));
   }
   writer.join();
   CHECK(got == expected(f));
@@ -337,7 +343,7 @@ TEST_CASE("a corrupted payload byte is caught", "[unit]") {
       std::string bad = good;
       bad[entries[i].data_offset + at] ^= 0x01;
       put_bytes(f.dir / "bad.osup", bad);
-      std::string payload = f.manifest.payloads[i - 2].name;
+      std::string payload = to_string(f.manifest.payloads[i - 2].kind);
       CHECK_THROWS_WITH(read_file(f.dir / "bad.osup", f.trust),
                         Catch::Contains("payload '" + payload + "'") && Catch::Contains("corrupt"));
     }
@@ -417,7 +423,8 @@ TEST_CASE("bundles that are not signed right are rejected before any payload", "
     for (const auto& n : with({"manifest.json", "manifest.json.sig"})) argv.push_back(n);
     run_checked(argv);
     UniqueFd fd = open_file(f.dir / "e.tar", O_RDONLY);
-    BundleReader r(fd.get(), "e.tar");
+    const auto r_source = fd_source(fd.get(), "e.tar");
+    BundleReader r(*r_source);
     r.read_header();
     CHECK(r.parse_unverified().version == "9.0.0");  // readable, but not trusted
     CHECK_THROWS_WITH(r.verify(f.trust), Catch::StartsWith("bundle signature does not match"));
@@ -478,7 +485,7 @@ TEST_CASE("a payload longer than declared is caught", "[unit]") {
     BundleWriter w(f.dir / "long.osup");
     w.write_header(json, sig);
     for (const Payload& p : f.manifest.payloads)
-      w.add_payload(p, p.name == "root" ? f.dir / "root-short" : f.sources.at(p.name));
+      w.add_payload(p, p.kind == PayloadKind::root ? f.dir / "root-short" : f.sources.at(to_string(p.kind)));
     w.finish();
   }
   // Swap in a root entry compressed from the full data with GNU tar + zstd CLI.
@@ -525,12 +532,12 @@ TEST_CASE("the writer checks its inputs and leaves nothing behind on error", "[u
 TEST_CASE("describe_payload reports size and sha256 of the uncompressed file", "[unit]") {
   TempDir d;
   put_bytes(d / "f", "abc");
-  Payload p = describe_payload("kernel", "vmlinuz", d / "f", false);
+  Payload p = describe_payload(PayloadKind::kernel, "vmlinuz", d / "f", Compression::none);
   CHECK(p.size == 3);
   CHECK(p.sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  CHECK(p.compression == "none");
-  CHECK(describe_payload("root", "root.zst", d / "f", true).compression == "zstd");
-  CHECK_THROWS_WITH(describe_payload("root", "r", d / "missing", true), Catch::Contains("missing"));
+  CHECK(p.compression == Compression::none);
+  CHECK(describe_payload(PayloadKind::root, "root.zst", d / "f", Compression::zstd).compression == Compression::zstd);
+  CHECK_THROWS_WITH(describe_payload(PayloadKind::root, "r", d / "missing", Compression::zstd), Catch::Contains("missing"));
 }
 
 TEST_CASE("reading a large bundle keeps memory small", "[unit]") {
@@ -543,7 +550,7 @@ TEST_CASE("reading a large bundle keeps memory small", "[unit]") {
     for (int i = 0; i < 64; ++i) o.write(zeros.data(), zeros.size());
   }
   f.sources["root"] = f.dir / "big";
-  f.manifest.payloads[3] = describe_payload("root", "root.erofs.zst", f.dir / "big", true);
+  f.manifest.payloads[3] = describe_payload(PayloadKind::root, "root.erofs.zst", f.dir / "big", Compression::zstd);
   f.manifest.verity.data_size = f.manifest.payloads[3].size;
   std::string b = f.write("big.osup");
 
@@ -571,7 +578,7 @@ TEST_CASE("reading a large bundle keeps memory small", "[unit]") {
 TEST_CASE("an empty compressed payload round-trips", "[unit]") {
   Fixture f;
   put_bytes(f.dir / "initrd", "");
-  f.manifest.payloads[1] = describe_payload("initrd", "initrd.zst", f.dir / "initrd", true);
+  f.manifest.payloads[1] = describe_payload(PayloadKind::initrd, "initrd.zst", f.dir / "initrd", Compression::zstd);
   CHECK(read_file(f.write("e.osup"), f.trust) == expected(f));
 }
 
@@ -608,12 +615,13 @@ TEST_CASE("skip_sha256_for_current hands the content check to the caller, not th
   // Reads root with or without its sha256; returns the bytes read.
   auto read_root = [&](const std::string& path, bool skip) {
     UniqueFd fd = open_file(path, O_RDONLY);
-    BundleReader r(fd.get(), path);
+    const auto r_source = fd_source(fd.get(), path);
+    BundleReader r(*r_source);
     r.verify(f.trust);
     std::string out;
     std::vector<std::byte> buf(65536);
     while (const Payload* p = r.next_payload()) {
-      if (p->name != "root") continue;
+      if (p->kind != PayloadKind::root) continue;
       if (skip) r.skip_sha256_for_current();
       while (size_t n = r.read(buf)) out.append(reinterpret_cast<const char*>(buf.data()), n);
     }
@@ -631,7 +639,8 @@ TEST_CASE("skip_sha256_for_current hands the content check to the caller, not th
 
   // Only for a payload that is open and not yet read.
   UniqueFd fd = open_file(f.dir / "a.osup", O_RDONLY);
-  BundleReader r(fd.get(), "a.osup");
+  const auto r_source = fd_source(fd.get(), "a.osup");
+  BundleReader r(*r_source);
   r.verify(f.trust);
   CHECK_THROWS_WITH(r.skip_sha256_for_current(), Catch::Contains("call next_payload() before"));
   REQUIRE(r.next_payload());

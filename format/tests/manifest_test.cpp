@@ -25,10 +25,12 @@ Manifest sample() {
   m.verity.hash_size = 4096;
   m.boot.cmdline = "quiet rw=no";
   m.boot.kernel_version = "6.1.0-13-amd64";
-  m.payloads = {{"kernel", "vmlinuz", "none", 100, std::string(64, '1')},
-                {"initrd", "initrd.img.zst", "zstd", 200, std::string(64, '2')},
-                {"verity", "root.verity.zst", "zstd", 4096, std::string(64, '3')},
-                {"root", "root.erofs.zst", "zstd", 8192, std::string(64, '4')}};
+  using K = PayloadKind;
+  using C = Compression;
+  m.payloads = {{K::kernel, "vmlinuz", C::none, 100, std::string(64, '1')},
+                {K::initrd, "initrd.img.zst", C::zstd, 200, std::string(64, '2')},
+                {K::verity, "root.verity.zst", C::zstd, 4096, std::string(64, '3')},
+                {K::root, "root.erofs.zst", C::zstd, 8192, std::string(64, '4')}};
   return m;
 }
 
@@ -46,9 +48,16 @@ TEST_CASE("manifest round-trips through JSON", "[unit]") {
   Manifest m = sample();
   Manifest back = Manifest::parse(m.to_json());
   CHECK(back == m);
-  REQUIRE(back.find("root") != nullptr);
-  CHECK(back.find("root")->file == "root.erofs.zst");
-  CHECK(back.find("nope") == nullptr);
+  REQUIRE(back.find(PayloadKind::root) != nullptr);
+  CHECK(back.find(PayloadKind::root)->file == "root.erofs.zst");
+  m.payloads.erase(m.payloads.begin() + 1);
+  CHECK(m.find(PayloadKind::initrd) == nullptr);
+  // The JSON names the kinds and compressions as words.
+  const json j = json::parse(back.to_json());
+  CHECK(j["payloads"][0]["name"] == "kernel");
+  CHECK(j["payloads"][0]["compression"] == "none");
+  CHECK(j["payloads"][3]["name"] == "root");
+  CHECK(j["payloads"][3]["compression"] == "zstd");
 }
 
 TEST_CASE("manifest JSON is deterministic: sorted keys, indent 2, trailing newline", "[unit]") {

@@ -247,6 +247,11 @@ TEST_CASE("bad bundles are refused before anything is written", "[integration]")
     run_checked({test::osup_build_exe(), "image", spec, "--key", rig.key.private_key, "--out",
                  big / "out"});
     expect_refused(big / "out/tiny-5.0.0-x86_64.osup", "slot root-b holds");
+    // A bundle that fits but has no kernel could never boot: refused before any write too.
+    fs::remove(big / "rootfs-x86_64/usr/lib/blob");
+    run_checked({test::osup_build_exe(), "image", spec, "--key", rig.key.private_key, "--out",
+                 big / "bare", "--no-disk"});
+    expect_refused(big / "bare/tiny-5.0.0-x86_64.osup", "carries no kernel, so the slot could not boot");
   }
   // A corrupt payload is only seen while streaming: the target slot is empty here, so its
   // (absent) entry stays absent and the loader's choice never moves.
