@@ -43,8 +43,6 @@ const std::map<std::string, std::string>& tool_packages() {
       {"zstd", "zstd"},
       {"dracut", "dracut"},
       {"grub-editenv", "grub-common"},
-      {"fw_printenv", "u-boot-tools"},
-      {"fw_setenv", "u-boot-tools"},
       {"qemu-system-x86_64", "qemu-system-x86"},
       {"qemu-system-aarch64", "qemu-system-arm"},
       {"qemu-aarch64-static", "qemu-user-static"},
@@ -54,6 +52,9 @@ const std::map<std::string, std::string>& tool_packages() {
   return m;
 }
 
+
+}  // namespace
+
 std::string last_line(const std::string& s) {
   size_t end = s.find_last_not_of("\n\r ");
   if (end == std::string::npos) return "";
@@ -61,8 +62,6 @@ std::string last_line(const std::string& s) {
   return s.substr(start == std::string::npos ? 0 : start + 1,
                   end - (start == std::string::npos ? 0 : start + 1) + 1);
 }
-
-}  // namespace
 
 std::string debian_package_for(const std::string& tool) {
   auto it = tool_packages().find(tool);

@@ -36,6 +36,9 @@ struct RunResult {
 // Runs argv (argv[0] looked up with require_tool). Never throws for a non-zero exit.
 [[nodiscard]] RunResult run(const std::vector<std::string>& argv, const RunOptions& opts = {});
 
+// The last non-empty line of a tool's output, trimmed: what an error message quotes.
+[[nodiscard]] std::string last_line(const std::string& s);
+
 // Runs argv and throws "TOOL failed (exit N): <last stderr line>" on a non-zero exit.
 RunResult run_checked(const std::vector<std::string>& argv, const RunOptions& opts = {});
 

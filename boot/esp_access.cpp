@@ -271,11 +271,8 @@ class ImageEsp final : public EspAccess {
 
   [[noreturn]] void failed(const std::string& tool, const std::string& path,
                            const RunResult& r) const {
-    std::string msg = r.err;
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    if (size_t nl = msg.rfind('\n'); nl != std::string::npos) msg = msg.substr(nl + 1);
     fail(tool + " on " + path + " in " + spec_ + " failed (exit " + std::to_string(r.exit_code) +
-         "): " + msg + "; is there a FAT file system at that offset?");
+         "): " + last_line(r.err) + "; is there a FAT file system at that offset?");
   }
 
   // mtools writes through the page cache and never syncs.
