@@ -9,27 +9,31 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <thread>
 
-#include "builder/image/bundle_compression.h"
-#include "builder/image/disk.h"
-#include "builder/rootfs/elf_check.h"
-#include "builder/image/filesystem.h"
-#include "builder/rootfs/cache.h"
-#include "builder/rootfs/prepare.h"
-#include "builder/rootfs/source.h"
-#include "builder/spec.h"
-#include "format/bundle_writer.h"
 #include "base/error.h"
 #include "base/fd.h"
-#include "format/manifest.h"
 #include "base/process.h"
-#include "format/signature.h"
 #include "base/size.h"
-#include "format/verity.h"
 #include "boot/boot_control.h"
 #include "boot/esp_access.h"
 #include "boot/publish_slot.h"
+#include "builder/image/bundle_compression.h"
+#include "builder/image/disk.h"
+#include "builder/image/filesystem.h"
+#include "builder/rootfs/cache.h"
+#include "builder/rootfs/elf_check.h"
+#include "builder/rootfs/hooks.h"
+#include "builder/rootfs/overlay.h"
+#include "builder/rootfs/prepare.h"
+#include "builder/rootfs/source.h"
+#include "builder/rootfs/tarball.h"
+#include "builder/spec.h"
+#include "format/bundle_writer.h"
+#include "format/manifest.h"
+#include "format/signature.h"
+#include "format/verity.h"
 
 namespace fs = std::filesystem;
 
@@ -103,6 +107,38 @@ std::optional<uint64_t> source_date_epoch() {
   return n;
 }
 
+// What the build starts from; everything later is derived from it.
+struct Inputs {
+  StageClock clock;  // first, so the first stage's time includes loading the inputs
+  Spec spec;
+  sig::PrivateKey key;
+  std::optional<uint64_t> epoch;  // SOURCE_DATE_EPOCH
+  std::string stem;               // output file stem
+  std::string seed;               // salts and UUIDs; "" = random
+};
+
+// The state the stages hand on, in the order they fill it in.
+struct Build : Inputs {
+  Build(const ImageOptions& o, Inputs in) : Inputs(std::move(in)), opts(o), log(o.progress) {}
+
+  const ImageOptions& opts;
+  StepLog log;
+  fs::path work;        // the workdir
+  std::string rootdir;  // the rootfs tree, removed once packed
+  // Kernel, initrd and loader, copied out of the tree (they go to the ESP and the bundle).
+  std::optional<KernelFiles> kernel;
+  std::optional<std::string> loader;
+  std::string kernel_copy, initrd_copy;
+  std::string root_img, verity_img;
+  uint64_t root_size = 0;
+  BackgroundRemoval rootfs_removal;
+  verity::Params verity_params;
+  Digest root_hash{};
+  Manifest manifest;
+  std::string manifest_json, signature;
+  ImageOutputs out;
+};
+
 // Where systemd-boot-efi puts the loader inside a Debian rootfs.
 std::optional<std::string> find_systemd_boot(const std::string& root, Arch arch) {
   fs::path p = fs::path(root) / "usr/lib/systemd/boot/efi" / systemd_boot_name(arch);
@@ -128,14 +164,8 @@ void populate(const Spec& spec, const std::string& rootdir, bool epoch) {
   });
 }
 
-}  // namespace
-
-std::string output_stem(const std::string& name, const std::string& version, Arch arch) {
-  return name + "-" + version + "-" + arch_name(arch);
-}
-
-ImageOutputs build_image(const ImageOptions& opts) {
-  StepLog log(opts.progress);
+// Spec (with the command line's overrides) and key.
+Inputs load_inputs(const ImageOptions& opts) {
   StageClock clock;
   Spec spec = load_spec(opts.spec_path);
   if (opts.version) spec.version = *opts.version;
@@ -144,202 +174,255 @@ ImageOutputs build_image(const ImageOptions& opts) {
   // Load the key first: a wrong key should fail in a second, not after a 10-minute build.
   sig::PrivateKey key = with_context("signing key " + opts.key_path,
                                      [&] { return sig::PrivateKey::load(opts.key_path); });
-
   const auto epoch = source_date_epoch();
-  const std::string stem = output_stem(spec.name, spec.version, spec.arch);
+  std::string stem = output_stem(spec.name, spec.version, spec.arch);
   // Reproducible builds derive every salt and UUID from the image identity; others are random.
-  const std::string seed = epoch ? stem + "@" + std::to_string(*epoch) : "";
+  std::string seed = epoch ? stem + "@" + std::to_string(*epoch) : "";
+  return Inputs{clock, std::move(spec), std::move(key), epoch, std::move(stem), std::move(seed)};
+}
 
-  fs::create_directories(opts.out_dir);
-  const fs::path work =
-      opts.workdir ? fs::path(*opts.workdir) : fs::path(opts.out_dir) / (".work-" + stem);
-  fs::remove_all(work);
-  fs::create_directories(work);
-  const std::string rootdir = (work / "rootfs").string();
-  fs::create_directories(rootdir);
+void make_workdir(Build& b) {
+  fs::create_directories(b.opts.out_dir);
+  b.work =
+      b.opts.workdir ? fs::path(*b.opts.workdir) : fs::path(b.opts.out_dir) / (".work-" + b.stem);
+  fs::remove_all(b.work);
+  fs::create_directories(b.work);
+  b.rootdir = (b.work / "rootfs").string();
+  fs::create_directories(b.rootdir);
+  if (b.opts.deb && !fs::is_regular_file(*b.opts.deb))
+    fail("--deb " + *b.opts.deb + " is not a file; build the package with cpack first");
+  if (b.opts.overlay && !fs::is_directory(*b.opts.overlay))
+    fail("--overlay " + *b.opts.overlay + " is not a directory");
+}
 
-  if (opts.deb && !fs::is_regular_file(*opts.deb))
-    fail("--deb " + *opts.deb + " is not a file; build the package with cpack first");
-  if (opts.overlay && !fs::is_directory(*opts.overlay))
-    fail("--overlay " + *opts.overlay + " is not a directory");
+// The spec's source, overlay, --deb and hooks: the part --incremental caches.
+void build_rootfs_tree(Build& b) {
+  const Spec& spec = b.spec;
+  b.log.step("populating rootfs for " + arch_name(spec.arch));
+  with_context("populating rootfs", [&] { populate(spec, b.rootdir, b.epoch.has_value()); });
+  if (spec.overlay)
+    with_context("applying overlay", [&] { apply_overlay(spec.overlay->string(), b.rootdir); });
+  if (b.opts.deb) {
+    const fs::path cache = fs::path(b.rootdir) / "var/cache/osup";
+    fs::create_directories(cache);
+    fs::copy_file(*b.opts.deb, cache / fs::path(*b.opts.deb).filename(),
+                  fs::copy_options::overwrite_existing);
+  }
+  with_context("checking rootfs", [&] { check_rootfs_arch(b.rootdir, spec.arch); });
+  if (!spec.hooks.empty()) with_context("running hooks", [&] { run_hooks(spec, b.rootdir); });
+}
+
+void populate_stage(Build& b) {
   // Only the hooks make the tree worth caching; a plain source is as quick to unpack.
   std::optional<std::string> cached_tree;
-  if (opts.incremental && !spec.hooks.empty())
+  if (b.opts.incremental && !b.spec.hooks.empty())
     cached_tree = with_context("computing the rootfs cache key", [&] {
-      return hooked_rootfs_cache_path(spec, hooked_rootfs_key(spec, opts.deb));
+      return hooked_rootfs_cache_path(b.spec, hooked_rootfs_key(b.spec, b.opts.deb));
     });
   if (cached_tree && fs::exists(*cached_tree)) {
-    log.step("reusing rootfs " + *cached_tree + " (--incremental)");
+    b.log.step("reusing rootfs " + *cached_tree + " (--incremental)");
     with_context("extracting cached rootfs " + *cached_tree,
-                 [&] { extract_tarball(*cached_tree, rootdir); });
+                 [&] { extract_tarball(*cached_tree, b.rootdir); });
   } else {
-    log.step("populating rootfs for " + arch_name(spec.arch));
-    with_context("populating rootfs", [&] { populate(spec, rootdir, epoch.has_value()); });
-    if (spec.overlay)
-      with_context("applying overlay", [&] { apply_overlay(spec.overlay->string(), rootdir); });
-    if (opts.deb) {
-      const fs::path cache = fs::path(rootdir) / "var/cache/osup";
-      fs::create_directories(cache);
-      fs::copy_file(*opts.deb, cache / fs::path(*opts.deb).filename(),
-                    fs::copy_options::overwrite_existing);
-    }
-    with_context("checking rootfs", [&] { check_rootfs_arch(rootdir, spec.arch); });
-    if (!spec.hooks.empty()) with_context("running hooks", [&] { run_hooks(spec, rootdir); });
+    build_rootfs_tree(b);
     if (cached_tree) {
-      log.step("caching rootfs as " + *cached_tree);
-      store_hooked_rootfs(rootdir, *cached_tree);
+      b.log.step("caching rootfs as " + *cached_tree);
+      store_hooked_rootfs(b.rootdir, *cached_tree);
     }
   }
-  if (opts.overlay)
-    with_context("applying --overlay", [&] { apply_overlay(*opts.overlay, rootdir); });
-  clock.done("populate");
+  if (b.opts.overlay)
+    with_context("applying --overlay", [&] { apply_overlay(*b.opts.overlay, b.rootdir); });
+  b.clock.done("populate");
+}
 
-  std::optional<KernelFiles> kernel = find_kernel(rootdir);
-  std::optional<std::string> loader = find_systemd_boot(rootdir, spec.arch);
-  if (!kernel) warn("rootfs has no kernel in /boot; the disk image will not boot");
-  if (!loader)
-    warn("rootfs has no " + systemd_boot_name(spec.arch) +
+// Kernel, initrd and loader leave the root for the ESP; copy them out before the root
+// is packed (and removed).
+void extract_boot_files(Build& b) {
+  const Arch arch = b.spec.arch;
+  b.kernel = find_kernel(b.rootdir);
+  b.loader = find_systemd_boot(b.rootdir, arch);
+  if (!b.kernel) warn("rootfs has no kernel in /boot; the disk image will not boot");
+  if (!b.loader)
+    warn("rootfs has no " + systemd_boot_name(arch) +
          " (Debian package systemd-boot-efi); the disk image will not boot");
-  // Kernel, initrd and loader leave the root for the ESP; copy them out before the root
-  // is packed (and removed).
-  std::string kernel_copy, initrd_copy;
-  if (loader) {
-    const std::string copy = (work / systemd_boot_name(spec.arch)).string();
-    fs::copy_file(*loader, copy, fs::copy_options::overwrite_existing);
-    loader = copy;
+  if (b.loader) {
+    const std::string copy = (b.work / systemd_boot_name(arch)).string();
+    fs::copy_file(*b.loader, copy, fs::copy_options::overwrite_existing);
+    b.loader = copy;
   }
-  if (kernel) {
-    kernel_copy = (work / "vmlinuz").string();
-    fs::copy_file(kernel->kernel, kernel_copy, fs::copy_options::overwrite_existing);
-    if (!kernel->initrd.empty()) {
-      initrd_copy = (work / "initrd").string();
-      fs::copy_file(kernel->initrd, initrd_copy, fs::copy_options::overwrite_existing);
+  if (b.kernel) {
+    b.kernel_copy = (b.work / "vmlinuz").string();
+    fs::copy_file(b.kernel->kernel, b.kernel_copy, fs::copy_options::overwrite_existing);
+    if (!b.kernel->initrd.empty()) {
+      b.initrd_copy = (b.work / "initrd").string();
+      fs::copy_file(b.kernel->initrd, b.initrd_copy, fs::copy_options::overwrite_existing);
     }
   }
+}
 
-  PrepareOptions prep{spec.name, spec.version, key.public_pem(), key.key_id(), epoch};
-  with_context("preparing rootfs", [&] { prepare_rootfs(rootdir, prep); });
-  clock.done("prepare");
+void prepare_stage(Build& b) {
+  PrepareOptions prep{b.spec.name, b.spec.version, b.key.public_pem(), b.key.key_id(), b.epoch};
+  with_context("preparing rootfs", [&] { prepare_rootfs(b.rootdir, prep); });
+  b.clock.done("prepare");
+}
 
-  log.step("packing root filesystem (" + spec.fs_type + ", " + spec.compression + ")");
-  const std::string root_img = (work / "root.img").string();
-  const uint64_t root_size = with_context("packing root filesystem", [&] {
-    return make_fs_image(rootdir, root_img, {spec.fs_type, spec.compression, epoch, seed});
+void pack_filesystem(Build& b) {
+  const Spec& spec = b.spec;
+  b.log.step("packing root filesystem (" + spec.fs_type + ", " + spec.compression + ")");
+  b.root_img = (b.work / "root.img").string();
+  b.root_size = with_context("packing root filesystem", [&] {
+    return make_fs_image(b.rootdir, b.root_img, {spec.fs_type, spec.compression, b.epoch, b.seed});
   });
-  if (root_size > spec.slot_size)
-    fail("root filesystem is " + format_size(root_size) + " but disk.slot is " +
+  if (b.root_size > spec.slot_size)
+    fail("root filesystem is " + format_size(b.root_size) + " but disk.slot is " +
          format_size(spec.slot_size) + "; raise disk.slot in the spec or slim the rootfs");
-  clock.done("mkfs");
-  BackgroundRemoval rootfs_removal;  // the packed rootfs is not needed any more
-  if (!opts.keep_workdir) rootfs_removal.start(rootdir);
+  b.clock.done("mkfs");
+  // The packed rootfs is not needed any more.
+  if (!b.opts.keep_workdir) b.rootfs_removal.start(b.rootdir);
+}
 
-  log.step("computing dm-verity hash tree");
-  const std::string verity_img = (work / "root.verity").string();
-  verity::Params vp = verity::make_params(root_size, seed);
-  Digest root_hash = with_context("computing verity hash tree", [&] {
-    UniqueFd data = open_file(root_img, O_RDONLY);
-    UniqueFd hash = open_file(verity_img, O_RDWR | O_CREAT | O_TRUNC);
-    Progress progress("verity", root_size, opts.progress);
+void compute_verity(Build& b) {
+  b.log.step("computing dm-verity hash tree");
+  b.verity_img = (b.work / "root.verity").string();
+  b.verity_params = verity::make_params(b.root_size, b.seed);
+  b.root_hash = with_context("computing verity hash tree", [&] {
+    UniqueFd data = open_file(b.root_img, O_RDONLY);
+    UniqueFd hash = open_file(b.verity_img, O_RDWR | O_CREAT | O_TRUNC);
+    Progress progress("verity", b.root_size, b.opts.progress);
     // No fsync: like root.img, the tree is a temporary; what must last (bundle, disk) is synced.
-    return verity::build(data.get(), hash.get(), vp, &progress);
+    return verity::build(data.get(), hash.get(), b.verity_params, &progress);
   });
-  clock.done("verity");
+  b.clock.done("verity");
+}
 
-  Manifest m;
+// The verity tree and root go zstd-compressed or as they are:
+// builder/image/bundle_compression.h.
+Payload image_payload(const Build& b, PayloadKind kind, const std::string& file,
+                      const std::string& path) {
+  const BundleCompression mode = b.opts.bundle_compression.value_or(b.spec.bundle_compression);
+  const CompressionChoice c = choose_compression(mode, path, kBundleZstdLevel);
+  if (c.estimated_savings >= 0)
+    b.log.step("bundle: " + to_string(kind) + (c.compress ? " zstd" : " uncompressed") +
+               " (zstd would save ~" + std::to_string(std::lround(c.estimated_savings * 100)) +
+               " %, auto wants >= " + std::to_string(std::lround(kAutoMinSavings * 100)) + " %)");
+  return describe_payload(kind, c.compress ? file + ".zst" : file, path,
+                          c.compress ? Compression::zstd : Compression::none);
+}
+
+void describe_and_sign(Build& b) {
+  const Spec& spec = b.spec;
+  Manifest& m = b.manifest;
   m.name = spec.name;
   m.version = spec.version;
   m.arch = arch_name(spec.arch);
   m.compatible = spec.compatible;
   m.filesystem = spec.fs_type;
-  m.created = epoch ? *epoch
-                    : static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                                std::chrono::system_clock::now().time_since_epoch())
-                                                .count());
-  m.verity.root_hash = to_hex(root_hash);
-  m.verity.salt = to_hex(vp.salt);
-  m.verity.uuid = vp.uuid.str();
-  m.verity.data_size = root_size;
-  m.verity.hash_size = fs::file_size(verity_img);
+  m.created = b.epoch
+                  ? *b.epoch
+                  : static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+  m.verity.root_hash = to_hex(b.root_hash);
+  m.verity.salt = to_hex(b.verity_params.salt);
+  m.verity.uuid = b.verity_params.uuid.str();
+  m.verity.data_size = b.root_size;
+  m.verity.hash_size = fs::file_size(b.verity_img);
   m.boot.cmdline = spec.cmdline;
   m.boot.tries = spec.tries;
   // Small payloads first: the updater wants the verity tree before the root streams past.
-  if (kernel) {
-    m.boot.kernel_version = kernel->version;
-    m.payloads.push_back(describe_payload(PayloadKind::kernel, "vmlinuz", kernel_copy, Compression::none));
-    if (!initrd_copy.empty())
-      m.payloads.push_back(describe_payload(PayloadKind::initrd, "initrd", initrd_copy, Compression::none));
+  if (b.kernel) {
+    m.boot.kernel_version = b.kernel->version;
+    m.payloads.push_back(describe_payload(PayloadKind::kernel, "vmlinuz", b.kernel_copy, Compression::none));
+    if (!b.initrd_copy.empty())
+      m.payloads.push_back(describe_payload(PayloadKind::initrd, "initrd", b.initrd_copy, Compression::none));
   }
-  // The verity tree and root go zstd-compressed or as they are: builder/bundle_compression.h.
-  const BundleCompression bundle_mode = opts.bundle_compression.value_or(spec.bundle_compression);
-  auto image_payload = [&](PayloadKind kind, const std::string& file, const std::string& path) {
-    const CompressionChoice c = choose_compression(bundle_mode, path, kBundleZstdLevel);
-    if (c.estimated_savings >= 0)
-      log.step("bundle: " + to_string(kind) + (c.compress ? " zstd" : " uncompressed") +
-               " (zstd would save ~" + std::to_string(std::lround(c.estimated_savings * 100)) +
-               " %, auto wants >= " + std::to_string(std::lround(kAutoMinSavings * 100)) + " %)");
-    return describe_payload(kind, c.compress ? file + ".zst" : file, path,
-                            c.compress ? Compression::zstd : Compression::none);
-  };
-  m.payloads.push_back(image_payload(PayloadKind::verity, "root.verity", verity_img));
-  m.payloads.push_back(image_payload(PayloadKind::root, "root." + spec.fs_type, root_img));
-  const std::string manifest_json = m.to_json();
-  const std::string signature = key.sign(manifest_json);
-  clock.done("describe");
+  m.payloads.push_back(image_payload(b, PayloadKind::verity, "root.verity", b.verity_img));
+  m.payloads.push_back(image_payload(b, PayloadKind::root, "root." + spec.fs_type, b.root_img));
+  b.manifest_json = m.to_json();
+  b.signature = b.key.sign(b.manifest_json);
+  b.clock.done("describe");
 
-  ImageOutputs out;
-  out.root_hash = m.verity.root_hash;
-  out.bootable = kernel && loader;
-  out.bundle = (fs::path(opts.out_dir) / (stem + ".osup")).string();
-  if (opts.disk) out.disk = (fs::path(opts.out_dir) / (stem + ".img")).string();
-  out.manifest = (fs::path(opts.out_dir) / (stem + ".manifest.json")).string();
+  const fs::path out_dir(b.opts.out_dir);
+  b.out.root_hash = m.verity.root_hash;
+  b.out.bootable = b.kernel && b.loader;
+  b.out.bundle = (out_dir / (b.stem + ".osup")).string();
+  if (b.opts.disk) b.out.disk = (out_dir / (b.stem + ".img")).string();
+  b.out.manifest = (out_dir / (b.stem + ".manifest.json")).string();
+}
 
-  log.step("writing bundle " + out.bundle);
-  with_context("writing bundle " + out.bundle, [&] {
-    BundleWriter writer(out.bundle);
-    writer.write_header(manifest_json, signature);
-    const std::map<PayloadKind, std::string> sources = {{PayloadKind::kernel, kernel_copy},
-                                                         {PayloadKind::initrd, initrd_copy},
-                                                         {PayloadKind::verity, verity_img},
-                                                         {PayloadKind::root, root_img}};
-    for (const Payload& p : m.payloads) {
+void write_bundle(Build& b) {
+  b.log.step("writing bundle " + b.out.bundle);
+  with_context("writing bundle " + b.out.bundle, [&] {
+    BundleWriter writer(b.out.bundle);
+    writer.write_header(b.manifest_json, b.signature);
+    const std::map<PayloadKind, std::string> sources = {{PayloadKind::kernel, b.kernel_copy},
+                                                         {PayloadKind::initrd, b.initrd_copy},
+                                                         {PayloadKind::verity, b.verity_img},
+                                                         {PayloadKind::root, b.root_img}};
+    for (const Payload& p : b.manifest.payloads) {
       Progress progress(
-          (p.compression == Compression::zstd ? "compress " : "copy ") + to_string(p.kind), p.size,
-          opts.progress);
+          (p.compression == Compression::zstd ? "compress " : "copy ") + to_string(p.kind),
+          p.size, b.opts.progress);
       writer.add_payload(p, sources.at(p.kind), kBundleZstdLevel, &progress);
     }
     writer.finish();
   });
-  clock.done("bundle");
+  b.clock.done("bundle");
+}
 
-  if (opts.disk) {
-    log.step("writing disk image " + out.disk);
-    with_context("writing disk image " + out.disk, [&] {
-      const std::string esp_img = (work / "esp.img").string();
-      {
-        auto esp = create_esp_image(esp_img, spec.esp_size, seed);
-        if (loader) install_systemd_boot(*esp, *loader, spec.arch);
-        // The factory slot is published by the code `osup switch` uses later. It starts out
-        // good: it is the only slot, there is nothing to fall back to.
-        std::shared_ptr<EspAccess> shared = std::move(esp);
-        auto boot = make_boot_control("systemd-boot", shared);
-        if (publish_slot(*shared, *boot, layout::Slot::a,
-                         SlotRelease{m, manifest_json, signature, kernel_copy, initrd_copy}))
-          boot->mark_good(layout::Slot::a);
-      }
+// The ESP with the loader and slot a published by the code `osup switch` uses later.
+void write_esp(const Build& b, const std::string& esp_img) {
+  auto esp = create_esp_image(esp_img, b.spec.esp_size, b.seed);
+  if (b.loader) install_systemd_boot(*esp, *b.loader, b.spec.arch);
+  // The factory slot starts out good: it is the only slot, there is nothing to fall back to.
+  std::shared_ptr<EspAccess> shared = std::move(esp);
+  auto boot = make_boot_control("systemd-boot", shared);
+  if (publish_slot(
+          *shared, *boot, layout::Slot::a,
+          SlotRelease{b.manifest, b.manifest_json, b.signature, b.kernel_copy, b.initrd_copy}))
+    boot->mark_good(layout::Slot::a);
+}
 
-      DiskPlan plan = plan_disk(spec.arch, spec.disk_size, spec.esp_size, spec.slot_size, seed);
-      plan.root_a_uuid = layout::root_partition_uuid(root_hash);
-      plan.verity_a_uuid = layout::verity_partition_uuid(root_hash);
-      write_disk_image(out.disk, plan, DiskContents{esp_img, root_img, verity_img});
-    });
-    clock.done("disk");
-  }
-  atomic_write_file(out.manifest, manifest_json);
+void write_disk(Build& b) {
+  b.log.step("writing disk image " + b.out.disk);
+  with_context("writing disk image " + b.out.disk, [&] {
+    const std::string esp_img = (b.work / "esp.img").string();
+    write_esp(b, esp_img);
+    const Spec& spec = b.spec;
+    DiskPlan plan = plan_disk(spec.arch, spec.disk_size, spec.esp_size, spec.slot_size, b.seed);
+    plan.root_a_uuid = layout::root_partition_uuid(b.root_hash);
+    plan.verity_a_uuid = layout::verity_partition_uuid(b.root_hash);
+    write_disk_image(b.out.disk, plan, DiskContents{esp_img, b.root_img, b.verity_img});
+  });
+  b.clock.done("disk");
+}
 
-  rootfs_removal.wait();
-  if (!opts.keep_workdir) fs::remove_all(work);
-  clock.done("cleanup");
-  return out;
+void finish(Build& b) {
+  atomic_write_file(b.out.manifest, b.manifest_json);
+  b.rootfs_removal.wait();
+  if (!b.opts.keep_workdir) fs::remove_all(b.work);
+  b.clock.done("cleanup");
+}
+
+}  // namespace
+
+std::string output_stem(const std::string& name, const std::string& version, Arch arch) {
+  return name + "-" + version + "-" + arch_name(arch);
+}
+
+ImageOutputs build_image(const ImageOptions& opts) {
+  Build b(opts, load_inputs(opts));
+  make_workdir(b);
+  populate_stage(b);
+  extract_boot_files(b);
+  prepare_stage(b);
+  pack_filesystem(b);
+  compute_verity(b);
+  describe_and_sign(b);
+  write_bundle(b);
+  if (opts.disk) write_disk(b);
+  finish(b);
+  return b.out;
 }
 
 }  // namespace osup::build

@@ -4,9 +4,9 @@
 #include <optional>
 #include <string>
 
-#include "builder/image/bundle_compression.h"
 #include "base/arch.h"
 #include "base/progress.h"
+#include "builder/image/bundle_compression.h"
 
 namespace osup::build {
 
@@ -22,7 +22,7 @@ struct ImageOptions {
   // --overlay: a folder copied over the tree after the hooks (site configuration, test
   // fixtures); it is not part of the --incremental cache key.
   std::optional<std::string> overlay;
-  bool incremental = false;  // --incremental: see builder/rootfs_cache.h
+  bool incremental = false;  // --incremental: see builder/rootfs/cache.h
   bool disk = true;          // false (--no-disk): bundle and manifest only, no disk image
   // --bundle-compression: overrides the spec's bundle.compression.
   std::optional<BundleCompression> bundle_compression;

@@ -31,7 +31,7 @@
 //                  "tries": [3] boots a new slot gets before the loader falls back, 1..10}
 //   bundle        {"compression": ["auto"] auto|zstd|none: how the update bundle carries the
 //                  verity tree and root image; auto = zstd unless it saves under 10 %
-//                  (builder/bundle_compression.h). --bundle-compression overrides it.}
+//                  (builder/image/bundle_compression.h). --bundle-compression overrides it.}
 #pragma once
 
 #include <cstdint>
@@ -42,8 +42,8 @@
 #include <variant>
 #include <vector>
 
-#include "builder/image/bundle_compression.h"
 #include "base/arch.h"
+#include "builder/image/bundle_compression.h"
 
 namespace osup::build {
 

@@ -10,13 +10,13 @@
 #include <filesystem>
 #include <vector>
 
-#include "boot/esp_access.h"
-#include "format/disk_layout.h"
 #include "base/error.h"
 #include "base/fd.h"
-#include "format/gpt.h"
 #include "base/process.h"
 #include "base/size.h"
+#include "boot/esp_access.h"
+#include "format/disk_layout.h"
+#include "format/gpt.h"
 #include "format/verity.h"
 
 namespace osup::build {
@@ -68,26 +68,33 @@ void make_data_fs(const std::string& image, const gpt::Partition& p, const DiskP
 
 }  // namespace
 
+DiskSizes check_disk_sizes(uint64_t disk_size, uint64_t esp_size, uint64_t slot_size) {
+  DiskSizes s;
+  s.disk = align_up(disk_size, MiB);
+  s.esp = align_up(esp_size, MiB);
+  s.slot = align_up(slot_size, MiB);
+  if (s.slot == 0) fail("disk.slot must not be 0; use a size like 768M");
+  if (s.esp < kMinEspSize)
+    fail("disk.esp " + human(s.esp) + " is too small for FAT32 (at least " + human(kMinEspSize) +
+         "); raise disk.esp");
+  s.verity = align_up(verity::hash_device_size(s.slot), MiB);
+  const uint64_t need = s.esp + 2 * (s.slot + s.verity) + kMinDataSize + kGptOverhead;
+  if (need > s.disk)
+    fail("disk.size " + human(disk_size) + " is too small: esp " + human(s.esp) + " + 2 x (slot " +
+         human(s.slot) + " + verity " + human(s.verity) + ") + data ≥ " + human(kMinDataSize) +
+         " needs " + human(need) + "; raise disk.size or lower disk.slot");
+  return s;
+}
+
 DiskPlan plan_disk(Arch arch, uint64_t disk_size, uint64_t esp_size, uint64_t slot_size,
                    const std::string& seed) {
+  const DiskSizes sizes = check_disk_sizes(disk_size, esp_size, slot_size);
   DiskPlan p;
   p.arch = arch;
-  p.disk_size = align_up(disk_size, MiB);
-  p.esp_size = align_up(esp_size, MiB);
-  p.slot_size = align_up(slot_size, MiB);
-  if (p.slot_size == 0) fail("disk.slot must not be 0; use a size like 768M");
-  if (p.esp_size < kMinEspSize)
-    fail("disk.esp " + human(p.esp_size) + " is too small for FAT32 (at least " +
-         human(kMinEspSize) + "); raise disk.esp");
-  p.verity_size = align_up(verity::hash_device_size(p.slot_size), MiB);
-
-  const uint64_t need =
-      p.esp_size + 2 * (p.slot_size + p.verity_size) + kMinDataSize + kGptOverhead;
-  if (need > p.disk_size)
-    fail("disk.size " + human(disk_size) + " is too small: esp " + human(p.esp_size) +
-         " + 2 x (slot " + human(p.slot_size) + " + verity " + human(p.verity_size) +
-         ") + data ≥ " + human(kMinDataSize) + " needs " + format_size(need) +
-         "; raise disk.size or lower disk.slot");
+  p.disk_size = sizes.disk;
+  p.esp_size = sizes.esp;
+  p.slot_size = sizes.slot;
+  p.verity_size = sizes.verity;
 
   auto uuid = [&](const char* label) {
     return seed.empty() ? Uuid::random() : Uuid::derived(seed, label);

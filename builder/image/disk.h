@@ -22,8 +22,17 @@ struct DiskPlan {
   Uuid root_a_uuid, verity_a_uuid, root_b_uuid, verity_b_uuid;
 };
 
-// Sizes rounded up to 1 MiB, verity_size from the hash tree size of a full slot, UUIDs
-// derived from seed ("" = random). Throws when the partitions do not fit disk_size.
+struct DiskSizes {
+  uint64_t disk = 0, esp = 0, slot = 0, verity = 0;
+};
+
+// The one rule for whether the partitions fit (the spec's validation applies it too, so a
+// disk.size that is too small fails before any build work): sizes rounded up to 1 MiB,
+// verity from the hash tree size of a full slot, room for GPT, ESP, two slots with their
+// verity partitions and kMinDataSize of data. Throws naming the spec field to change.
+[[nodiscard]] DiskSizes check_disk_sizes(uint64_t disk_size, uint64_t esp_size, uint64_t slot_size);
+
+// check_disk_sizes' sizes with UUIDs derived from seed ("" = random).
 [[nodiscard]] DiskPlan plan_disk(Arch arch, uint64_t disk_size, uint64_t esp_size,
                                  uint64_t slot_size, const std::string& seed);
 

@@ -8,9 +8,10 @@
 #include <filesystem>
 #include <vector>
 
-#include "builder/rootfs/source.h"
 #include "base/error.h"
 #include "base/fd.h"
+#include "builder/rootfs/debootstrap.h"
+#include "builder/rootfs/tarball.h"
 #include "format/sha256.h"
 
 namespace fs = std::filesystem;
@@ -57,13 +58,13 @@ void add_tree(KeyHasher& k, const fs::path& dir, bool contents) {
   }
 }
 
+}  // namespace
+
 std::string cache_root() {
   if (const char* c = std::getenv("OSUP_CACHE_DIR"); c && *c) return c;
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/osup";
   return "/var/cache/osup";
 }
-
-}  // namespace
 
 std::string hooked_rootfs_key(const Spec& spec, const std::optional<std::string>& deb) {
   KeyHasher k;

@@ -23,8 +23,11 @@ namespace osup::build {
 [[nodiscard]] std::string hooked_rootfs_key(const Spec& spec,
                                             const std::optional<std::string>& deb);
 
-// <cache root>/rootfs/<name>-<arch>-<first 16 hex of KEY>.tar.zst; the cache root is
-// $OSUP_CACHE_DIR, else ~/.cache/osup.
+// Where osup-build keeps what it caches (this one and debootstrap's, unless a debootstrap
+// source names its own folder): $OSUP_CACHE_DIR, else ~/.cache/osup, else /var/cache/osup.
+[[nodiscard]] std::string cache_root();
+
+// <cache_root()>/rootfs/<name>-<arch>-<first 16 hex of KEY>.tar.zst.
 [[nodiscard]] std::string hooked_rootfs_cache_path(const Spec& spec, const std::string& key);
 
 // Stores DIR as the cache entry at PATH (atomically) and removes older entries of the same

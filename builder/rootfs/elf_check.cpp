@@ -11,9 +11,9 @@
 #include <filesystem>
 #include <vector>
 
-#include "builder/rootfs/source.h"
 #include "base/error.h"
 #include "base/fd.h"
+#include "builder/rootfs/overlay.h"
 
 namespace fs = std::filesystem;
 

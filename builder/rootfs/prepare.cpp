@@ -10,9 +10,9 @@
 #include <functional>
 #include <sstream>
 
-#include "builder/rootfs/source.h"
 #include "base/error.h"
 #include "base/fd.h"
+#include "builder/rootfs/overlay.h"
 
 namespace fs = std::filesystem;
 

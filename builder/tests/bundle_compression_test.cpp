@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "builder/image/filesystem.h"
 #include "base/error.h"
+#include "builder/image/filesystem.h"
 #include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;

@@ -39,6 +39,104 @@ RunResult build(const std::string& spec, const test::TestKey& key, const std::st
 
 void write_spec(const std::string& path, const std::string& body) { std::ofstream(path) << body; }
 
+// Partition table: labels, DPS types for the arch, 1 MiB alignment, pairing rule; sparse.
+void check_partition_table(const std::string& disk, Arch arch, const std::string& hash) {
+  json sf = json::parse(run_checked({"sfdisk", "--json", disk}).out);
+  auto parts = sf["partitiontable"]["partitions"];
+  REQUIRE(parts.size() == 6);
+  std::vector<std::string> labels;
+  for (auto& p : parts) {
+    labels.push_back(p["name"]);
+    CHECK(p["start"].get<uint64_t>() % 2048 == 0);
+  }
+  CHECK(labels == std::vector<std::string>{"esp", "root-a", "root-a-verity", "root-b",
+                                           "root-b-verity", "data"});
+  const bool x86 = arch == Arch::x86_64;
+  CHECK(parts[1]["type"] ==
+        (x86 ? "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709" : "B921B045-1DF0-41C3-AF44-4C6F280D3FAE"));
+  CHECK(parts[2]["type"] ==
+        (x86 ? "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5" : "DF3300CE-D69F-4C92-978C-9BFB0F38D820"));
+  CHECK(parts[0]["type"] == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+  CHECK(parts[5]["type"] == "4D21B016-B534-45C2-A9FB-5C16E091FD2D");
+  std::string root_uuid = parts[1]["uuid"], verity_uuid = parts[2]["uuid"];
+  root_uuid.erase(std::remove(root_uuid.begin(), root_uuid.end(), '-'), root_uuid.end());
+  verity_uuid.erase(std::remove(verity_uuid.begin(), verity_uuid.end(), '-'), verity_uuid.end());
+  std::transform(root_uuid.begin(), root_uuid.end(), root_uuid.begin(), ::tolower);
+  std::transform(verity_uuid.begin(), verity_uuid.end(), verity_uuid.begin(), ::tolower);
+  CHECK(root_uuid + verity_uuid == hash);
+  // Sparse output.
+  CHECK(fs::file_size(disk) > 4 * 1024 * 1024 * 50ULL);
+  struct stat st {};
+  REQUIRE(::stat(disk.c_str(), &st) == 0);
+  CHECK(static_cast<uint64_t>(st.st_blocks) * 512 < fs::file_size(disk) / 4);
+}
+
+// Each filesystem passes its own checker; the slot passes veritysetup; the ESP boots the slot.
+void check_filesystems(const std::string& disk, Arch arch, const std::string& hash) {
+  const bool x86 = arch == Arch::x86_64;
+  test::TempDir x;
+  CHECK(run({"fsck.erofs", extract_partition(disk, "root-a", x / "root")}).exit_code == 0);
+  extract_partition(disk, "root-a-verity", x / "verity");
+  RunResult v = run({"veritysetup", "verify", x / "root", x / "verity", hash});
+  INFO(v.err);
+  CHECK(v.exit_code == 0);
+  CHECK(run({"fsck.vfat", "-n", extract_partition(disk, "esp", x / "esp")}).exit_code == 0);
+  CHECK(run({"e2fsck", "-fn", extract_partition(disk, "data", x / "data")}).exit_code == 0);
+  // systemd-boot from the rootfs, as the firmware's fallback loader for the arch.
+  RunResult boot_dir =
+      run({"mdir", "-b", "-i", x / "esp", "::/EFI/BOOT"}, {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
+  CHECK_THAT(boot_dir.out, Catch::Contains(x86 ? "BOOTX64.EFI" : "BOOTAA64.EFI"));
+  {
+    RunResult efi = run({"sh", "-c",
+                         "MTOOLS_SKIP_CHECK=1 mtype -i '" + (x / "esp") + "' ::/EFI/BOOT/" +
+                             (x86 ? "BOOTX64.EFI" : "BOOTAA64.EFI") + " | head -c 2"});
+    CHECK(efi.out == "MZ");  // a PE/COFF EFI application
+  }
+  // The ESP carries the slot's kernel, initrd, signed manifest and its loader entry.
+  RunResult dirl =
+      run({"mdir", "-b", "-i", x / "esp", "::/osup/a"}, {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
+  CHECK_THAT(dirl.out, Catch::Contains("vmlinuz") && Catch::Contains("initrd") &&
+                           Catch::Contains("manifest.json"));
+  RunResult entry = run({"mtype", "-i", x / "esp", "::/loader/entries/osup-a.conf"},
+                        {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
+  CHECK_THAT(entry.out, Catch::Contains("roothash=" + hash) && Catch::Contains("osup.slot=a"));
+}
+
+// systemd-dissect, told only the root hash, finds the paired slot and its verity.
+void check_dissect(const std::string& disk, Arch arch, const std::string& hash) {
+  const bool x86 = arch == Arch::x86_64;
+  RunResult d = run({"systemd-dissect", "--json=short", "--root-hash=" + hash, disk});
+  INFO(d.err);
+  REQUIRE(d.exit_code == 0);
+  json dj = json::parse(d.out);
+  bool found_root = false;
+  for (auto& m : dj["mounts"])
+    if (m["designator"] == "root") {
+      found_root = true;
+      CHECK(m["partition_label"] == "root-a");
+      CHECK(m["verity"] == "yes");
+      CHECK(m["architecture"] == (x86 ? "x86-64" : "arm64"));
+    }
+  CHECK(found_root);
+  CHECK_THAT(d.out, Catch::Contains("IMAGE_VERSION=1.0.0"));
+}
+
+// inspect agrees and checks every payload of the bundle.
+void check_inspect(const test::TestImage& img, const test::TestKey& key, Arch arch) {
+  json ij = json::parse(run_checked({test::osup_build_exe(), "inspect", img.bundle, "--pubkey",
+                                     key.public_key, "--json"})
+                            .out);
+  CHECK(ij["signature"]["status"] == "valid");
+  CHECK(ij["payloads_verified"] == true);
+  CHECK(ij["manifest"]["arch"] == arch_name(arch));
+  json dj2 = json::parse(run_checked({test::osup_build_exe(), "inspect", img.disk, "--pubkey",
+                                      key.public_key, "--json"})
+                             .out);
+  CHECK(dj2["slots"]["a"]["state"] == "good");
+  CHECK(dj2["slots"]["a"]["signature"]["status"] == "valid");
+  CHECK(dj2["slots"]["b"]["state"] == "empty");
+}
+
 }  // namespace
 
 TEST_CASE("osup-build image makes disks the real tools accept, for both arches", "[integration]") {
@@ -50,94 +148,10 @@ TEST_CASE("osup-build image makes disks the real tools accept, for both arches",
       json manifest = json::parse(read_text_file(img.manifest));
       const std::string hash = manifest["verity"]["root_hash"];
 
-      // Partition table: labels, DPS types for the arch, 1 MiB alignment, pairing rule.
-      json sf = json::parse(run_checked({"sfdisk", "--json", img.disk}).out);
-      auto parts = sf["partitiontable"]["partitions"];
-      REQUIRE(parts.size() == 6);
-      std::vector<std::string> labels;
-      for (auto& p : parts) {
-        labels.push_back(p["name"]);
-        CHECK(p["start"].get<uint64_t>() % 2048 == 0);
-      }
-      CHECK(labels == std::vector<std::string>{"esp", "root-a", "root-a-verity", "root-b",
-                                               "root-b-verity", "data"});
-      const bool x86 = arch == Arch::x86_64;
-      CHECK(parts[1]["type"] == (x86 ? "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
-                                     : "B921B045-1DF0-41C3-AF44-4C6F280D3FAE"));
-      CHECK(parts[2]["type"] == (x86 ? "2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5"
-                                     : "DF3300CE-D69F-4C92-978C-9BFB0F38D820"));
-      CHECK(parts[0]["type"] == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
-      CHECK(parts[5]["type"] == "4D21B016-B534-45C2-A9FB-5C16E091FD2D");
-      std::string root_uuid = parts[1]["uuid"], verity_uuid = parts[2]["uuid"];
-      root_uuid.erase(std::remove(root_uuid.begin(), root_uuid.end(), '-'), root_uuid.end());
-      verity_uuid.erase(std::remove(verity_uuid.begin(), verity_uuid.end(), '-'),
-                        verity_uuid.end());
-      std::transform(root_uuid.begin(), root_uuid.end(), root_uuid.begin(), ::tolower);
-      std::transform(verity_uuid.begin(), verity_uuid.end(), verity_uuid.begin(), ::tolower);
-      CHECK(root_uuid + verity_uuid == hash);
-      // Sparse output.
-      CHECK(fs::file_size(img.disk) > 4 * 1024 * 1024 * 50ULL);
-      struct stat st {};
-      REQUIRE(::stat(img.disk.c_str(), &st) == 0);
-      CHECK(static_cast<uint64_t>(st.st_blocks) * 512 < fs::file_size(img.disk) / 4);
-
-      // Each filesystem passes its own checker; the slot passes veritysetup.
-      test::TempDir x;
-      CHECK(run({"fsck.erofs", extract_partition(img.disk, "root-a", x / "root")}).exit_code == 0);
-      extract_partition(img.disk, "root-a-verity", x / "verity");
-      RunResult v = run({"veritysetup", "verify", x / "root", x / "verity", hash});
-      INFO(v.err);
-      CHECK(v.exit_code == 0);
-      CHECK(run({"fsck.vfat", "-n", extract_partition(img.disk, "esp", x / "esp")}).exit_code == 0);
-      CHECK(run({"e2fsck", "-fn", extract_partition(img.disk, "data", x / "data")}).exit_code == 0);
-      // systemd-boot from the rootfs, as the firmware's fallback loader for the arch.
-      RunResult boot_dir = run({"mdir", "-b", "-i", x / "esp", "::/EFI/BOOT"},
-                               {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
-      CHECK_THAT(boot_dir.out, Catch::Contains(x86 ? "BOOTX64.EFI" : "BOOTAA64.EFI"));
-      {
-        RunResult efi = run({"sh", "-c",
-                             "MTOOLS_SKIP_CHECK=1 mtype -i '" + (x / "esp") + "' ::/EFI/BOOT/" +
-                                 (x86 ? "BOOTX64.EFI" : "BOOTAA64.EFI") + " | head -c 2"});
-        CHECK(efi.out == "MZ");  // a PE/COFF EFI application
-      }
-      // The ESP carries the slot's kernel, initrd, signed manifest and its loader entry.
-      RunResult dirl =
-          run({"mdir", "-b", "-i", x / "esp", "::/osup/a"}, {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
-      CHECK_THAT(dirl.out, Catch::Contains("vmlinuz") && Catch::Contains("initrd") &&
-                               Catch::Contains("manifest.json"));
-      RunResult entry = run({"mtype", "-i", x / "esp", "::/loader/entries/osup-a.conf"},
-                            {.env = {{"MTOOLS_SKIP_CHECK", "1"}}});
-      CHECK_THAT(entry.out, Catch::Contains("roothash=" + hash) && Catch::Contains("osup.slot=a"));
-
-      // systemd-dissect, told only the root hash, finds the paired slot and its verity.
-      RunResult d = run({"systemd-dissect", "--json=short", "--root-hash=" + hash, img.disk});
-      INFO(d.err);
-      REQUIRE(d.exit_code == 0);
-      json dj = json::parse(d.out);
-      bool found_root = false;
-      for (auto& m : dj["mounts"])
-        if (m["designator"] == "root") {
-          found_root = true;
-          CHECK(m["partition_label"] == "root-a");
-          CHECK(m["verity"] == "yes");
-          CHECK(m["architecture"] == (x86 ? "x86-64" : "arm64"));
-        }
-      CHECK(found_root);
-      CHECK_THAT(d.out, Catch::Contains("IMAGE_VERSION=1.0.0"));
-
-      // inspect agrees and checks every payload of the bundle.
-      json ij = json::parse(run_checked({test::osup_build_exe(), "inspect", img.bundle, "--pubkey",
-                                         key.public_key, "--json"})
-                                .out);
-      CHECK(ij["signature"]["status"] == "valid");
-      CHECK(ij["payloads_verified"] == true);
-      CHECK(ij["manifest"]["arch"] == arch_name(arch));
-      json dj2 = json::parse(run_checked({test::osup_build_exe(), "inspect", img.disk, "--pubkey",
-                                          key.public_key, "--json"})
-                                 .out);
-      CHECK(dj2["slots"]["a"]["state"] == "good");
-      CHECK(dj2["slots"]["a"]["signature"]["status"] == "valid");
-      CHECK(dj2["slots"]["b"]["state"] == "empty");
+      check_partition_table(img.disk, arch, hash);
+      check_filesystems(img.disk, arch, hash);
+      check_dissect(img.disk, arch, hash);
+      check_inspect(img, key, arch);
     }
   }
 }

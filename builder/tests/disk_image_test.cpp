@@ -1,6 +1,4 @@
 // Disk image assembly, checked with the real tools: sfdisk, fsck.vfat/mtools, e2fsck.
-#include "builder/image/disk.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,16 +12,17 @@
 #include <tuple>
 #include <vector>
 
+#include "base/error.h"
+#include "base/fd.h"
+#include "base/process.h"
+#include "base/size.h"
 #include "boot/esp_access.h"
 #include "boot/publish_slot.h"
 #include "boot/systemd_boot.h"
+#include "builder/image/disk.h"
 #include "format/disk_layout.h"
-#include "base/error.h"
-#include "base/fd.h"
 #include "format/gpt.h"
-#include "base/process.h"
 #include "format/sha256.h"
-#include "base/size.h"
 #include "format/verity.h"
 #include "tests/support/test_support.h"
 
@@ -60,6 +59,57 @@ RunOptions mtools() {
   return o;
 }
 
+// The partition table, read by sfdisk: DPS types for ARCH, the plan's UUIDs, 1 MiB alignment.
+void check_partition_table(const std::string& img, const DiskPlan& plan, Arch arch) {
+  const auto j = nlohmann::json::parse(run_checked({"sfdisk", "--json", img}).out);
+  const auto& pt = j["partitiontable"];
+  CHECK(lower(pt["id"]) == plan.disk_uuid.str());
+  REQUIRE(pt["partitions"].size() == 6);
+  const std::vector<std::tuple<std::string, Uuid, Uuid>> want = {
+      {"esp", layout::esp_type(), plan.esp_uuid},
+      {"root-a", layout::root_type(arch), plan.root_a_uuid},
+      {"root-a-verity", layout::root_verity_type(arch), plan.verity_a_uuid},
+      {"root-b", layout::root_type(arch), plan.root_b_uuid},
+      {"root-b-verity", layout::root_verity_type(arch), plan.verity_b_uuid},
+      {"data", layout::data_type(), plan.data_uuid},
+  };
+  for (size_t i = 0; i < 6; ++i) {
+    const auto& p = pt["partitions"][i];
+    INFO("partition " << i + 1);
+    CHECK(p["name"] == std::get<0>(want[i]));
+    CHECK(lower(p["type"]) == std::get<1>(want[i]).str());
+    CHECK(lower(p["uuid"]) == std::get<2>(want[i]).str());
+    CHECK(p["start"].get<uint64_t>() % 2048 == 0);
+  }
+  CHECK(run({"sfdisk", "--verify", img}).exit_code == 0);  // backup table intact
+}
+
+// The ESP region is a valid FAT with our files, byte for byte the ESP image.
+void check_esp_region(const std::string& img, const gpt::Partition& esp, const test::TempDir& dir,
+                      Arch arch) {
+  extract(img, esp.start, esp.size, dir / "esp-out.img");
+  CHECK(sha256_file(dir / "esp-out.img") == sha256_file(dir / "esp.img"));
+  CHECK(run({"fsck.vfat", "-n", dir / "esp-out.img"}).exit_code == 0);
+  const RunResult ls =
+      run_checked({"mdir", "-b", "-i", dir / "esp-out.img", "::/EFI/BOOT"}, mtools());
+  CHECK(ls.out.find(efi_fallback_name(arch)) != std::string::npos);
+  CHECK(run_checked({"mtype", "-i", dir / "esp-out.img", "::/loader/loader.conf"}, mtools()).out ==
+        loader_conf());
+}
+
+// The data region is a clean ext4 labelled osup-data filling the partition.
+void check_data_region(const std::string& img, const gpt::Partition& data,
+                       const test::TempDir& dir) {
+  extract(img, data.start, data.size, dir / "data-out.img");
+  const RunResult fsck = run({"e2fsck", "-fn", dir / "data-out.img"});
+  INFO(fsck.out << fsck.err);
+  CHECK(fsck.exit_code == 0);
+  const std::string sb = run_checked({"dumpe2fs", "-h", dir / "data-out.img"}).out;
+  CHECK(sb.find("Filesystem volume name:   osup-data") != std::string::npos);
+  CHECK(sb.find("Block count:              " + std::to_string(data.size / 4096)) !=
+        std::string::npos);
+}
+
 }  // namespace
 
 TEST_CASE("plan_disk sizes, rounding and seeded UUIDs", "[unit]") {
@@ -86,7 +136,7 @@ TEST_CASE("plan_disk explains a disk that is too small", "[unit]") {
   // 256 + 2 x (768 + 7) + 64 + 2 = 1872 MiB
   CHECK_THROWS_WITH(plan_disk(Arch::x86_64, 1 * GiB, 256 * MiB, 768 * MiB, "s"),
                     "disk.size 1 GiB is too small: esp 256 MiB + 2 x (slot 768 MiB + verity 7 "
-                    "MiB) + data ≥ 64 MiB needs 1.8 GiB; raise disk.size or lower disk.slot");
+                    "MiB) + data ≥ 64 MiB needs 1872 MiB; raise disk.size or lower disk.slot");
   CHECK_NOTHROW(plan_disk(Arch::x86_64, 1872 * MiB, 256 * MiB, 768 * MiB, "s"));
   CHECK_THROWS_WITH(plan_disk(Arch::x86_64, 1871 * MiB, 256 * MiB, 768 * MiB, "s"),
                     Catch::StartsWith("disk.size 1871 MiB is too small"));
@@ -114,28 +164,7 @@ TEST_CASE("write_disk_image lays out a sparse DPS disk for both arches", "[unit]
       write_disk_image(img, plan, {dir / "esp.img", dir / "root.img", dir / "verity.img"});
       CHECK_FALSE(std::filesystem::exists(img + ".tmp"));
 
-      // The partition table, read by sfdisk.
-      const auto j = nlohmann::json::parse(run_checked({"sfdisk", "--json", img}).out);
-      const auto& pt = j["partitiontable"];
-      CHECK(lower(pt["id"]) == plan.disk_uuid.str());
-      REQUIRE(pt["partitions"].size() == 6);
-      const std::vector<std::tuple<std::string, Uuid, Uuid>> want = {
-          {"esp", layout::esp_type(), plan.esp_uuid},
-          {"root-a", layout::root_type(arch), plan.root_a_uuid},
-          {"root-a-verity", layout::root_verity_type(arch), plan.verity_a_uuid},
-          {"root-b", layout::root_type(arch), plan.root_b_uuid},
-          {"root-b-verity", layout::root_verity_type(arch), plan.verity_b_uuid},
-          {"data", layout::data_type(), plan.data_uuid},
-      };
-      for (size_t i = 0; i < 6; ++i) {
-        const auto& p = pt["partitions"][i];
-        INFO("partition " << i + 1);
-        CHECK(p["name"] == std::get<0>(want[i]));
-        CHECK(lower(p["type"]) == std::get<1>(want[i]).str());
-        CHECK(lower(p["uuid"]) == std::get<2>(want[i]).str());
-        CHECK(p["start"].get<uint64_t>() % 2048 == 0);
-      }
-      CHECK(run({"sfdisk", "--verify", img}).exit_code == 0);  // backup table intact
+      check_partition_table(img, plan, arch);
 
       const gpt::Table t = gpt::read(img);
       const gpt::Partition& esp = *t.by_number(1);
@@ -154,25 +183,8 @@ TEST_CASE("write_disk_image lays out a sparse DPS disk for both arches", "[unit]
             read_range(dir / "verity.img", 0, 100 * KiB));
       CHECK(all_zero(read_range(img, root_b.start, root_b.size)));
 
-      // The ESP region is a valid FAT with our files.
-      extract(img, esp.start, esp.size, dir / "esp-out.img");
-      CHECK(sha256_file(dir / "esp-out.img") == sha256_file(dir / "esp.img"));
-      CHECK(run({"fsck.vfat", "-n", dir / "esp-out.img"}).exit_code == 0);
-      const RunResult ls =
-          run_checked({"mdir", "-b", "-i", dir / "esp-out.img", "::/EFI/BOOT"}, mtools());
-      CHECK(ls.out.find(efi_fallback_name(arch)) != std::string::npos);
-      CHECK(run_checked({"mtype", "-i", dir / "esp-out.img", "::/loader/loader.conf"}, mtools())
-                .out == loader_conf());
-
-      // The data region is a clean ext4 labelled osup-data filling the partition.
-      extract(img, data.start, data.size, dir / "data-out.img");
-      const RunResult fsck = run({"e2fsck", "-fn", dir / "data-out.img"});
-      INFO(fsck.out << fsck.err);
-      CHECK(fsck.exit_code == 0);
-      const std::string sb = run_checked({"dumpe2fs", "-h", dir / "data-out.img"}).out;
-      CHECK(sb.find("Filesystem volume name:   osup-data") != std::string::npos);
-      CHECK(sb.find("Block count:              " + std::to_string(data.size / 4096)) !=
-            std::string::npos);
+      check_esp_region(img, esp, dir, arch);
+      check_data_region(img, data, dir);
 
       // Sparse: far fewer blocks than bytes.
       struct stat st {};

@@ -14,10 +14,10 @@
 
 #include "base/error.h"
 #include "base/fd.h"
-#include "format/gpt.h"
 #include "base/process.h"
-#include "format/sha256.h"
 #include "base/size.h"
+#include "format/gpt.h"
+#include "format/sha256.h"
 #include "format/uuid.h"
 #include "tests/support/test_support.h"
 

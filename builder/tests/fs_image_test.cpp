@@ -1,6 +1,4 @@
 // Read-only root images: checked and unpacked by the real fsck.erofs / unsquashfs.
-#include "builder/image/filesystem.h"
-
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -10,8 +8,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "builder/rootfs/prepare.h"
 #include "base/error.h"
+#include "builder/image/filesystem.h"
+#include "builder/rootfs/prepare.h"
 #include "format/sha256.h"
 #include "format/uuid.h"
 #include "tests/support/test_support.h"
