@@ -15,7 +15,7 @@
 #include "boot/fake_boot_control.h"
 #include "boot/publish_slot.h"
 #include "boot/slot_boot.h"
-#include "format/bundle.h"
+#include "format/bundle_writer.h"
 #include "format/gpt.h"
 #include "format/sha256.h"
 #include "format/verity.h"
@@ -100,17 +100,19 @@ Release make_release(const std::string& dir, const sig::PrivateKey& key, const R
   m.boot.cmdline = "console=ttyS0";
   m.boot.tries = 3;
   m.boot.kernel_version = "6.1.0-test";
-  m.payloads = {describe_payload("kernel", "vmlinuz", r.kernel, false),
-                describe_payload("initrd", "initrd", r.initrd, false),
-                describe_payload("verity", "root.verity.zst", r.verity, true),
-                describe_payload("root", "root.erofs.zst", r.root, true)};
+  using K = PayloadKind;
+  using C = Compression;
+  m.payloads = {describe_payload(K::kernel, "vmlinuz", r.kernel, C::none),
+                describe_payload(K::initrd, "initrd", r.initrd, C::none),
+                describe_payload(K::verity, "root.verity.zst", r.verity, C::zstd),
+                describe_payload(K::root, "root.erofs.zst", r.root, C::zstd)};
   r.manifest_json = m.to_json();
   r.signature = (s.signer ? *s.signer : key).sign(r.manifest_json);
-  const std::map<std::string, std::string> sources = {
-      {"kernel", r.kernel}, {"initrd", r.initrd}, {"verity", r.verity}, {"root", r.root}};
+  const std::map<PayloadKind, std::string> sources = {
+      {K::kernel, r.kernel}, {K::initrd, r.initrd}, {K::verity, r.verity}, {K::root, r.root}};
   BundleWriter w(r.bundle);
   w.write_header(r.manifest_json, r.signature);
-  for (const Payload& p : m.payloads) w.add_payload(p, sources.at(p.name), 1);
+  for (const Payload& p : m.payloads) w.add_payload(p, sources.at(p.kind), 1);
   w.finish();
   return r;
 }
