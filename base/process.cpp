@@ -100,10 +100,81 @@ std::string require_tool(const std::string& name) {
   fail(name + " not found; install the Debian package " + pkg + " (apt-get install " + pkg + ")");
 }
 
+namespace {
+
+// Our environment with opts.env added or overriding, as posix_spawn wants it.
+std::vector<std::string> child_environment(const std::map<std::string, std::string>& extra) {
+  std::vector<std::string> env;
+  env.reserve(extra.size() + 64);
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    if (!extra.count(kv.substr(0, kv.find('=')))) env.push_back(kv);
+  }
+  for (const auto& [k, v] : extra) env.push_back(k + "=" + v);
+  return env;
+}
+
+std::vector<char*> c_strings(std::vector<std::string>& v) {
+  std::vector<char*> out;
+  out.reserve(v.size() + 1);
+  for (auto& s : v) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+// Feeds the child's stdin and drains its stdout/stderr together, so no pipe can fill up and
+// deadlock. Closes each fd when done with it; -1 means not used.
+void exchange(int in_fd, int out_fd, int err_fd, const std::string* stdin_data, RunResult& result) {
+  size_t in_off = 0;
+  if (in_fd >= 0) ::fcntl(in_fd, F_SETFL, O_NONBLOCK);
+  while (in_fd >= 0 || out_fd >= 0 || err_fd >= 0) {
+    pollfd fds[3];
+    int n = 0;
+    if (in_fd >= 0) fds[n++] = {in_fd, POLLOUT, 0};
+    if (out_fd >= 0) fds[n++] = {out_fd, POLLIN, 0};
+    if (err_fd >= 0) fds[n++] = {err_fd, POLLIN, 0};
+    if (::poll(fds, n, -1) < 0) {
+      if (errno == EINTR) continue;
+      fail_errno("poll", errno);
+    }
+    for (int i = 0; i < n; ++i) {
+      if (!fds[i].revents) continue;
+      if (fds[i].fd == in_fd) {
+        const std::string& d = *stdin_data;
+        ssize_t w = in_off < d.size() ? ::write(in_fd, d.data() + in_off, d.size() - in_off) : 0;
+        if (w > 0) in_off += static_cast<size_t>(w);
+        if (in_off >= d.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) {
+          ::close(in_fd);
+          in_fd = -1;
+        }
+      } else {
+        char buf[65536];
+        ssize_t r = ::read(fds[i].fd, buf, sizeof buf);
+        if (r > 0) {
+          (fds[i].fd == out_fd ? result.out : result.err).append(buf, static_cast<size_t>(r));
+        } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+          ::close(fds[i].fd);
+          (fds[i].fd == out_fd ? out_fd : err_fd) = -1;
+        }
+      }
+    }
+  }
+}
+
+int wait_child(pid_t pid, const std::string& name) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) fail_errno("wait for " + name, errno);
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
 RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   if (argv.empty()) fail("run: empty command");
   // A child that exits without reading all its input must not kill us with SIGPIPE;
-  // the write then fails with EPIPE, which the loop below handles.
+  // the write then fails with EPIPE, which exchange() handles.
   static const bool sigpipe_ignored = [] {
     ::signal(SIGPIPE, SIG_IGN);
     return true;
@@ -129,26 +200,11 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   if (opts.capture_stderr) posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
   if (opts.cwd) posix_spawn_file_actions_addchdir_np(&fa, opts.cwd->c_str());
 
-  std::vector<std::string> env_store;
-  env_store.reserve(opts.env.size() + 64);
-  for (char** e = environ; *e; ++e) {
-    std::string kv = *e;
-    std::string key = kv.substr(0, kv.find('='));
-    if (!opts.env.count(key)) env_store.push_back(kv);
-  }
-  for (const auto& [k, v] : opts.env) env_store.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  envp.reserve(env_store.size() + 1);
-  for (auto& s : env_store) envp.push_back(s.data());
-  envp.push_back(nullptr);
-
+  std::vector<std::string> env = child_environment(opts.env);
   std::vector<std::string> args = argv;
-  std::vector<char*> cargv;
-  for (auto& a : args) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, cargv.data(), envp.data());
+  int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, c_strings(args).data(),
+                       c_strings(env).data());
   posix_spawn_file_actions_destroy(&fa);
   // Close the child's ends in the parent.
   if (in_pipe[0] >= 0) ::close(in_pipe[0]);
@@ -160,50 +216,10 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
     fail_errno("start " + argv[0], rc);
   }
 
-  // Feed stdin and drain stdout/stderr together so no pipe can fill up and deadlock.
   RunResult result;
-  size_t in_off = 0;
-  int in_fd = in_pipe[1];
-  if (in_fd >= 0) ::fcntl(in_fd, F_SETFL, O_NONBLOCK);
-  int out_fd = out_pipe[0], err_fd = err_pipe[0];
-  while (in_fd >= 0 || out_fd >= 0 || err_fd >= 0) {
-    pollfd fds[3];
-    int n = 0;
-    if (in_fd >= 0) fds[n++] = {in_fd, POLLOUT, 0};
-    if (out_fd >= 0) fds[n++] = {out_fd, POLLIN, 0};
-    if (err_fd >= 0) fds[n++] = {err_fd, POLLIN, 0};
-    if (::poll(fds, n, -1) < 0) {
-      if (errno == EINTR) continue;
-      fail_errno("poll", errno);
-    }
-    for (int i = 0; i < n; ++i) {
-      if (!fds[i].revents) continue;
-      if (fds[i].fd == in_fd) {
-        const std::string& d = *opts.stdin_data;
-        ssize_t w = in_off < d.size() ? ::write(in_fd, d.data() + in_off, d.size() - in_off) : 0;
-        if (w > 0) in_off += static_cast<size_t>(w);
-        if (in_off >= d.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) {
-          ::close(in_fd);
-          in_fd = -1;
-        }
-      } else {
-        char buf[65536];
-        ssize_t r = ::read(fds[i].fd, buf, sizeof buf);
-        if (r > 0) {
-          (fds[i].fd == out_fd ? result.out : result.err).append(buf, static_cast<size_t>(r));
-        } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
-          ::close(fds[i].fd);
-          (fds[i].fd == out_fd ? out_fd : err_fd) = -1;
-        }
-      }
-    }
-  }
-
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) fail_errno("wait for " + argv[0], errno);
-  }
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  exchange(in_pipe[1], out_pipe[0], err_pipe[0],
+           opts.stdin_data ? &*opts.stdin_data : nullptr, result);
+  result.exit_code = wait_child(pid, argv[0]);
   return result;
 }
 

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "format/block_hash.h"
+#include "format/parallel_hash.h"
 #include "base/error.h"
 #include "base/fd.h"
 
@@ -27,7 +28,6 @@ constexpr size_t kSuperblockSize = 512;
 constexpr size_t kMaxSalt = 256;
 constexpr uint64_t kTreeOffset = kBlockSize;  // the superblock occupies the first hash block
 constexpr size_t kReadChunk = 16u << 20;      // data read per step in build/verify
-constexpr uint64_t kParallelMin = 256;        // below this many blocks a 2nd thread is no gain
 
 // --- geometry -------------------------------------------------------------------------
 
@@ -65,104 +65,6 @@ void check_salt(const Params& p) {
 }
 
 }  // namespace
-
-// --- hashing ----------------------------------------------------------------------------
-// Outside the anonymous namespace: DataVerifier (verity.h) holds a ParallelHasher. Each
-// thread hashes with its own BlockHash (format/block_hash.h: several blocks at once).
-
-// Hashes blocks on the caller's thread and one helper thread kept for the object's life
-// (a thread per call would cost a thread creation per 2 MiB stream chunk). Both take
-// batches from a shared counter, so the thread that gets more CPU (the other core may be
-// busy reading or writing) hashes more; digests land at their block's place either way.
-class ParallelHasher {
- public:
-  explicit ParallelHasher(std::span<const uint8_t> salt)
-      : salt_(salt.begin(), salt.end()),
-        mine_(salt_, kBlockSize),
-        helper_([this] { helper_loop(); }) {}
-  ~ParallelHasher() {
-    {
-      std::lock_guard lk(m_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    helper_.join();
-  }
-  ParallelHasher(const ParallelHasher&) = delete;
-  ParallelHasher& operator=(const ParallelHasher&) = delete;
-
-  // Packed digests of `count` consecutive blocks into out.
-  void hash(const std::byte* blocks, uint64_t count, uint8_t* out) {
-    if (count < kParallelMin) {
-      mine_.hash_many(blocks, count, out);
-      return;
-    }
-    {
-      std::lock_guard lk(m_);
-      blocks_ = blocks;
-      count_ = count;
-      out_ = out;
-      next_.store(0);
-      state_ = State::posted;
-    }
-    cv_.notify_all();
-    std::exception_ptr mine_error;
-    try {
-      take_batches(mine_);
-    } catch (...) {
-      mine_error = std::current_exception();
-      next_.store(count);  // the helper stops at its next batch
-    }
-    std::unique_lock lk(m_);
-    if (state_ == State::posted) state_ = State::idle;  // not picked up: all done here
-    cv_.wait(lk, [&] { return state_ == State::idle; });
-    if (mine_error) std::rethrow_exception(mine_error);
-    if (helper_error_) std::rethrow_exception(std::exchange(helper_error_, nullptr));
-  }
-
- private:
-  enum class State { idle, posted, running };
-  static constexpr uint64_t kBatch = 32;  // blocks (128 KiB) taken at a time
-
-  void take_batches(BlockHash& h) {
-    for (uint64_t i; (i = next_.fetch_add(kBatch)) < count_;)
-      h.hash_many(blocks_ + i * kBlockSize, std::min(kBatch, count_ - i), out_ + i * kDigestSize);
-  }
-
-  void helper_loop() {
-    std::optional<BlockHash> h;
-    std::unique_lock lk(m_);
-    for (;;) {
-      cv_.wait(lk, [&] { return stop_ || state_ == State::posted; });
-      if (stop_) return;
-      state_ = State::running;
-      lk.unlock();
-      try {
-        if (!h) h.emplace(salt_, kBlockSize);
-        take_batches(*h);
-      } catch (...) {
-        next_.store(count_);
-        helper_error_ = std::current_exception();  // read by hash() only after state_ = idle
-      }
-      lk.lock();
-      state_ = State::idle;
-      cv_.notify_all();
-    }
-  }
-
-  std::vector<uint8_t> salt_;
-  BlockHash mine_;
-  std::mutex m_;
-  std::condition_variable cv_;
-  State state_ = State::idle;
-  bool stop_ = false;
-  const std::byte* blocks_ = nullptr;  // the job: set under m_ before it is posted
-  uint64_t count_ = 0;
-  uint8_t* out_ = nullptr;
-  std::atomic<uint64_t> next_{0};
-  std::exception_ptr helper_error_;
-  std::thread helper_;  // last: starts once everything above is ready
-};
 
 namespace {
 

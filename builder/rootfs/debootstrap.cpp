@@ -43,9 +43,7 @@ void run_debootstrap(const DebootstrapSource& d, Arch arch, const std::string& d
   argv.insert(argv.end(), {d.suite, dest, d.mirror});
   RunResult r = run(argv);
   if (r.exit_code != 0) {
-    std::string tail = r.err.empty() ? r.out : r.err;
-    while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
-    if (auto p = tail.rfind('\n'); p != std::string::npos) tail = tail.substr(p + 1);
+    const std::string tail = last_line(r.err.empty() ? r.out : r.err);
     fail("debootstrap " + d.suite + " (" + debian_arch(arch) + ") failed (exit " +
          std::to_string(r.exit_code) + "): " + tail + "; see " + dest +
          "/debootstrap/debootstrap.log");

@@ -58,9 +58,7 @@ void run_hook(const Spec& spec, const std::string& hook, size_t index, const std
                     opts);
   fs::remove(dest + inside);
   if (r.exit_code != 0) {
-    std::string tail = r.err.empty() ? r.out : r.err;
-    while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
-    if (auto p = tail.rfind('\n'); p != std::string::npos) tail = tail.substr(p + 1);
+    const std::string tail = last_line(r.err.empty() ? r.out : r.err);
     fail("failed (exit " + std::to_string(r.exit_code) + ")" + (tail.empty() ? "" : ": " + tail) +
          "; fix the hook script");
   }
