@@ -78,7 +78,7 @@ struct Rig {
       REQUIRE(slot);
       return std::string(1, layout::slot_char(*slot));
     }
-    const std::string slot = status()["next_boot"];
+    std::string slot = status()["next_boot"];
     const std::regex counted("osup-" + slot + "\\+(\\d+)(?:-(\\d+))?\\.conf");
     for (const std::string& f : e->list("/loader/entries")) {
       std::smatch m;
@@ -120,7 +120,8 @@ struct Rig {
 
   // The real hook, as systemd runs it (its own shebang, the unit's environment) on a boot
   // of slot BOOTED.
-  HookRun hook(const std::string& booted, std::map<std::string, std::string> env = {}) const {
+  HookRun hook(const std::string& booted,
+               const std::map<std::string, std::string>& env = {}) const {
     atomic_write_file(dir / "cmdline", "console=ttyS0 roothash=00 osup.slot=" + booted + "\n");
     std::string osup_cmd;
     for (const std::string& a : osup_argv(booted)) osup_cmd += (osup_cmd.empty() ? "" : " ") + a;
@@ -130,7 +131,7 @@ struct Rig {
                 {"OSUP_HEALTH_STATE", dir / "var-lib-osup"},
                 {"OSUP_HEALTH_RUN", dir / "run"},
                 {"OSUP_HEALTH_CMDLINE", dir / "cmdline"}};
-    for (auto& [k, v] : env) opts.env[k] = v;
+    for (const auto& [k, v] : env) opts.env[k] = v;
     HookRun h;
     h.result = run({test::source_dir() + "/bootloader-hooks/systemd/osup-health-failed"}, opts);
     if (fs::exists(dir / "reboots")) h.reboots = read_text_file(dir / "reboots");
