@@ -3,7 +3,7 @@
 #
 #   cmake --build B --target package     -> B/osup_<version>_<amd64|arm64>.deb
 #   cmake --install B --component boot --prefix /usr   -> only the boot integration
-#     (what an image needs besides the binaries; qemu-tests/lib/mkref-disk uses it)
+#     (what an image needs besides the binaries, e.g. to lay out a rootfs by hand)
 #
 # Paths are relative to the prefix; the package installs under /usr, where systemd and
 # dracut look (/usr/lib/systemd/system, /usr/lib/dracut/modules.d).
