@@ -14,8 +14,8 @@ namespace osup {
 class CliArgs {
  public:
   // `valued` options take a value; `flags` do not. "-" alone is a positional (stdin).
-  CliArgs(const std::string& command, std::vector<std::string> args, const std::set<std::string>& valued,
-          const std::set<std::string>& flags);
+  CliArgs(const std::string& command, std::vector<std::string> args,
+          const std::set<std::string>& valued, const std::set<std::string>& flags);
   // Options before a command ("osup --disk X status --json"): parsing stops at the first
   // positional, which with everything after it is left in rest().
   [[nodiscard]] static CliArgs leading(const std::string& command, std::vector<std::string> args,
@@ -33,8 +33,9 @@ class CliArgs {
   [[nodiscard]] std::string required(const std::string& name, const std::string& usage) const;
 
  private:
-  CliArgs(const std::string& command, std::vector<std::string> args, const std::set<std::string>& valued,
-          const std::set<std::string>& flags, bool stop_at_positional);
+  CliArgs(const std::string& command, std::vector<std::string> args,
+          const std::set<std::string>& valued, const std::set<std::string>& flags,
+          bool stop_at_positional);
   std::string command_;
   std::map<std::string, std::string> values_;
   std::set<std::string> flags_set_;

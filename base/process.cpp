@@ -52,7 +52,6 @@ const std::map<std::string, std::string>& tool_packages() {
   return m;
 }
 
-
 }  // namespace
 
 std::string last_line(const std::string& s) {
@@ -203,8 +202,8 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   std::vector<std::string> env = child_environment(opts.env);
   std::vector<std::string> args = argv;
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, c_strings(args).data(),
-                       c_strings(env).data());
+  int rc =
+      posix_spawn(&pid, exe.c_str(), &fa, nullptr, c_strings(args).data(), c_strings(env).data());
   posix_spawn_file_actions_destroy(&fa);
   // Close the child's ends in the parent.
   if (in_pipe[0] >= 0) ::close(in_pipe[0]);
@@ -217,8 +216,8 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
   }
 
   RunResult result;
-  exchange(in_pipe[1], out_pipe[0], err_pipe[0],
-           opts.stdin_data ? &*opts.stdin_data : nullptr, result);
+  exchange(in_pipe[1], out_pipe[0], err_pipe[0], opts.stdin_data ? &*opts.stdin_data : nullptr,
+           result);
   result.exit_code = wait_child(pid, argv[0]);
   return result;
 }

@@ -12,8 +12,8 @@
 #include <optional>
 #include <string>
 
-#include "format/disk_layout.h"
 #include "boot/esp_access.h"
+#include "format/disk_layout.h"
 
 namespace osup {
 

@@ -47,7 +47,8 @@ std::string checked(const std::string& path) {
   if (path == "/") return path;
   for (size_t pos = 0; pos != std::string::npos;) {
     const size_t next = path.find('/', pos + 1);
-    const std::string part = path.substr(pos + 1, next == std::string::npos ? next : next - pos - 1);
+    const std::string part =
+        path.substr(pos + 1, next == std::string::npos ? next : next - pos - 1);
     if (part.empty()) bad("empty component");
     if (part == "." || part == "..") bad("'.' or '..' component");
     pos = next;
@@ -319,8 +320,8 @@ std::unique_ptr<EspAccess> create_esp_image(const std::string& image, uint64_t s
     std::snprintf(volume_id, sizeof volume_id, "%02x%02x%02x%02x", u.bytes[0], u.bytes[1],
                   u.bytes[2], u.bytes[3]);
     // --invariant also fixes the volume ID, so our -i has to come after it.
-    run_checked({"mkfs.vfat", "-F", "32", "-n", layout::kEspFsLabel, "--invariant", "-i",
-                 volume_id, image});
+    run_checked({"mkfs.vfat", "-F", "32", "-n", layout::kEspFsLabel, "--invariant", "-i", volume_id,
+                 image});
   });
   return open_image_esp(image, 0);
 }

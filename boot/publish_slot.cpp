@@ -35,9 +35,9 @@ bool publish_slot(EspAccess& esp, BootControl& boot, layout::Slot s, const SlotR
   fault::point("install entry");
   with_context("writing the boot entry of " + name, [&] {
     const Manifest& m = r.manifest;
-    boot.install(s, EntrySpec{slot_title(m, s), m.version, paths.kernel,
-                              r.initrd.empty() ? "" : paths.initrd, slot_cmdline(m, s),
-                              m.boot.tries});
+    boot.install(s,
+                 EntrySpec{slot_title(m, s), m.version, paths.kernel,
+                           r.initrd.empty() ? "" : paths.initrd, slot_cmdline(m, s), m.boot.tries});
   });
   return true;
 }

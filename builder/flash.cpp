@@ -11,12 +11,12 @@
 #include <set>
 #include <vector>
 
-#include "builder/image/disk.h"
 #include "base/block_device.h"
 #include "base/error.h"
 #include "base/fd.h"
-#include "format/sha256.h"
 #include "base/size.h"
+#include "builder/image/disk.h"
+#include "format/sha256.h"
 
 namespace osup::build {
 

@@ -6,16 +6,16 @@
 #include <cstring>
 #include <vector>
 
-#include "format/bundle_reader.h"
 #include "base/error.h"
 #include "base/fd.h"
+#include "base/size.h"
+#include "boot/boot_control.h"
+#include "boot/esp_access.h"
+#include "boot/slot_boot.h"
+#include "format/bundle_reader.h"
 #include "format/gpt.h"
 #include "format/manifest.h"
 #include "format/signature.h"
-#include "base/size.h"
-#include "boot/slot_boot.h"
-#include "boot/boot_control.h"
-#include "boot/esp_access.h"
 
 using nlohmann::json;
 

@@ -4,11 +4,11 @@
 #include <string>
 #include <vector>
 
+#include "base/cli_args.h"
+#include "base/error.h"
 #include "builder/flash.h"
 #include "builder/inspect.h"
 #include "builder/pipeline.h"
-#include "base/cli_args.h"
-#include "base/error.h"
 #include "format/signature.h"
 
 namespace fs = std::filesystem;

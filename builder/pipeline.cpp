@@ -332,9 +332,11 @@ void describe_and_sign(Build& b) {
   // Small payloads first: the updater wants the verity tree before the root streams past.
   if (b.kernel) {
     m.boot.kernel_version = b.kernel->version;
-    m.payloads.push_back(describe_payload(PayloadKind::kernel, "vmlinuz", b.kernel_copy, Compression::none));
+    m.payloads.push_back(
+        describe_payload(PayloadKind::kernel, "vmlinuz", b.kernel_copy, Compression::none));
     if (!b.initrd_copy.empty())
-      m.payloads.push_back(describe_payload(PayloadKind::initrd, "initrd", b.initrd_copy, Compression::none));
+      m.payloads.push_back(
+          describe_payload(PayloadKind::initrd, "initrd", b.initrd_copy, Compression::none));
   }
   m.payloads.push_back(image_payload(b, PayloadKind::verity, "root.verity", b.verity_img));
   m.payloads.push_back(image_payload(b, PayloadKind::root, "root." + spec.fs_type, b.root_img));
@@ -356,13 +358,13 @@ void write_bundle(Build& b) {
     BundleWriter writer(b.out.bundle);
     writer.write_header(b.manifest_json, b.signature);
     const std::map<PayloadKind, std::string> sources = {{PayloadKind::kernel, b.kernel_copy},
-                                                         {PayloadKind::initrd, b.initrd_copy},
-                                                         {PayloadKind::verity, b.verity_img},
-                                                         {PayloadKind::root, b.root_img}};
+                                                        {PayloadKind::initrd, b.initrd_copy},
+                                                        {PayloadKind::verity, b.verity_img},
+                                                        {PayloadKind::root, b.root_img}};
     for (const Payload& p : b.manifest.payloads) {
       Progress progress(
-          (p.compression == Compression::zstd ? "compress " : "copy ") + to_string(p.kind),
-          p.size, b.opts.progress);
+          (p.compression == Compression::zstd ? "compress " : "copy ") + to_string(p.kind), p.size,
+          b.opts.progress);
       writer.add_payload(p, sources.at(p.kind), kBundleZstdLevel, &progress);
     }
     writer.finish();

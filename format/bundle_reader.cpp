@@ -145,15 +145,16 @@ struct BundleReader::Impl {
       fail("payload '" + to_string(cur->kind) + "': reading " + name + ": " + archive_message(a) +
            "; the bundle is truncated or corrupt");
     if (offset != entry_offset)  // plain_file() rules out sparse entries; be sure anyway
-      fail("payload '" + to_string(cur->kind) + "': unexpected hole in " + name + "; the bundle is corrupt");
+      fail("payload '" + to_string(cur->kind) + "': unexpected hole in " + name +
+           "; the bundle is corrupt");
     entry_offset += static_cast<la_int64_t>(len);
     zin = {block, len, 0};
   }
 
   size_t finish_payload() {
     if (produced != cur->size)
-      fail("payload '" + to_string(cur->kind) + "' is truncated: " + std::to_string(produced) + " of " +
-           std::to_string(cur->size) + " bytes; the bundle is corrupt");
+      fail("payload '" + to_string(cur->kind) + "' is truncated: " + std::to_string(produced) +
+           " of " + std::to_string(cur->size) + " bytes; the bundle is corrupt");
     if (!skip_hash && to_hex(hash.finish()) != cur->sha256)
       fail("payload '" + to_string(cur->kind) + "': sha256 mismatch; the bundle is corrupt");
     cur = nullptr;
@@ -173,7 +174,8 @@ struct BundleReader::Impl {
       if (want == 0) return finish_payload();
       n = src->read_at(buf.first(want), *data_offset + produced);
       if (n < want)
-        fail("payload '" + to_string(cur->kind) + "': " + name + " ends early; the bundle is truncated");
+        fail("payload '" + to_string(cur->kind) + "': " + name +
+             " ends early; the bundle is truncated");
     } else if (cur->compression == Compression::none) {
       la_ssize_t r = archive_read_data(a, buf.data(), buf.size());
       if (r < 0) rethrow_source_error();
@@ -223,7 +225,8 @@ struct BundleReader::Impl {
     const auto& ps = manifest->payloads;
     archive_entry* e = next_entry("payload");
     if (!e) {
-      if (next < ps.size()) fail("bundle is truncated: payload '" + to_string(ps[next].kind) + "' missing");
+      if (next < ps.size())
+        fail("bundle is truncated: payload '" + to_string(ps[next].kind) + "' missing");
       at_end = true;
       return nullptr;
     }
@@ -235,9 +238,11 @@ struct BundleReader::Impl {
     if (idx > next)
       fail("entry '" + entry + "' is out of order in bundle; expected '" + ps[next].file + "'");
     if (!plain_file(e)) fail("bundle entry '" + entry + "' is not a plain file");
-    if (it->compression == Compression::none && archive_entry_size(e) != static_cast<la_int64_t>(it->size))
-      fail("payload '" + to_string(it->kind) + "': entry is " + std::to_string(archive_entry_size(e)) +
-           " bytes, the manifest says " + std::to_string(it->size) + "; the bundle is corrupt");
+    if (it->compression == Compression::none &&
+        archive_entry_size(e) != static_cast<la_int64_t>(it->size))
+      fail("payload '" + to_string(it->kind) + "': entry is " +
+           std::to_string(archive_entry_size(e)) + " bytes, the manifest says " +
+           std::to_string(it->size) + "; the bundle is corrupt");
     cur = &*it;
     produced = 0;
     hash = Sha256();
@@ -250,8 +255,7 @@ struct BundleReader::Impl {
     if (cur->compression == Compression::none)
       data_offset = locate_tar_data(*src, static_cast<uint64_t>(archive_read_header_position(a)),
                                     entry, cur->size);
-    if (cur->compression == Compression::zstd)
-      ZSTD_DCtx_reset(dctx.get(), ZSTD_reset_session_only);
+    if (cur->compression == Compression::zstd) ZSTD_DCtx_reset(dctx.get(), ZSTD_reset_session_only);
     return cur;
   }
 

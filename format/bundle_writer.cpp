@@ -169,7 +169,8 @@ void BundleWriter::add_payload(const Payload& p, const std::string& source_path,
   const Payload& want = w.manifest.payloads[w.next];
   if (!(p == want))
     fail("payload '" + to_string(p.kind) + "' differs from the manifest's next payload '" +
-         to_string(want.kind) + "'; add payloads in manifest order with the described size and sha256");
+         to_string(want.kind) +
+         "'; add payloads in manifest order with the described size and sha256");
   with_context("adding payload '" + to_string(p.kind) + "'", [&] {
     std::pair<uint64_t, std::string> got;
     if (p.compression == Compression::zstd) {

@@ -15,7 +15,7 @@ using json = nlohmann::json;
 
 constexpr uint64_t kMaxPayloadSize = uint64_t{1} << 40;  // 1 TiB: far above any OS image
 constexpr PayloadKind kPayloadKinds[] = {PayloadKind::kernel, PayloadKind::initrd,
-                                          PayloadKind::verity, PayloadKind::root};
+                                         PayloadKind::verity, PayloadKind::root};
 
 [[noreturn]] void field_error(const std::string& field, const std::string& rule) {
   fail("manifest: field '" + field + "' " + rule);
@@ -99,8 +99,7 @@ void validate_payload(const Payload& p, size_t i) {
     field_error(f + ".file",
                 "must be a plain file name (letters, digits, . _ + -; no '/' or '..')");
   if (p.size > kMaxPayloadSize) field_error(f + ".size", "is larger than 1 TiB");
-  if (p.size == 0 && p.kind != PayloadKind::initrd)
-    field_error(f + ".size", "must not be 0");
+  if (p.size == 0 && p.kind != PayloadKind::initrd) field_error(f + ".size", "must not be 0");
   check_sha256_hex(f + ".sha256", p.sha256);
 }
 
@@ -274,9 +273,9 @@ Manifest Manifest::parse(std::string_view text) {
     const std::string name = p.str("name");
     const auto kind = parse_payload_kind(name);
     if (!kind)
-      field_error(f + ".name",
-                  "must be one of kernel, initrd, verity, root (got '" +
-                      (name.size() <= 32 && all_of_chars(name, "._-") ? name : "...") + "')");
+      field_error(f + ".name", "must be one of kernel, initrd, verity, root (got '" +
+                                   (name.size() <= 32 && all_of_chars(name, "._-") ? name : "...") +
+                                   "')");
     pl.kind = *kind;
     pl.file = p.str("file");
     const auto compression = parse_compression(p.str("compression"));

@@ -24,8 +24,8 @@ struct Payload {
   PayloadKind kind = PayloadKind::root;
   std::string file;  // tar entry name, e.g. "root.erofs.zst"
   Compression compression = Compression::none;
-  uint64_t size = 0;        // uncompressed bytes
-  std::string sha256;       // hex, of the uncompressed bytes
+  uint64_t size = 0;   // uncompressed bytes
+  std::string sha256;  // hex, of the uncompressed bytes
   bool operator==(const Payload&) const = default;
 };
 

@@ -13,7 +13,8 @@ std::optional<uint64_t> octal(const std::array<char, 512>& h, size_t at, size_t 
   size_t i = at;
   while (i < at + len && h[i] == ' ') ++i;
   if (i == at + len || h[i] < '0' || h[i] > '7') return std::nullopt;
-  for (; i < at + len && h[i] >= '0' && h[i] <= '7'; ++i) v = v * 8 + static_cast<uint64_t>(h[i] - '0');
+  for (; i < at + len && h[i] >= '0' && h[i] <= '7'; ++i)
+    v = v * 8 + static_cast<uint64_t>(h[i] - '0');
   return v;
 }
 

@@ -14,10 +14,10 @@
 #include <thread>
 #include <utility>
 
-#include "format/block_hash.h"
-#include "format/parallel_hash.h"
 #include "base/error.h"
 #include "base/fd.h"
+#include "format/block_hash.h"
+#include "format/parallel_hash.h"
 
 namespace osup::verity {
 namespace {

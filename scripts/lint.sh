@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Style checks (scripts/test.sh runs them after the build, before ctest):
+#   0. scripts/check-structure.py: dependencies run base <- format <- boot <- builder,
+#      updater; no library file over 450 lines, no function over 80 (docs/design.md);
 #   1. clang-format --dry-run -Werror on every tracked *.cpp / *.h (.clang-format);
 #   2. clang-tidy (.clang-tidy) on every project .cpp of BUILD/compile_commands.json, in
 #      parallel (run-clang-tidy-14 when installed, else xargs -P), counting warnings in
@@ -36,6 +38,13 @@ else
 fi
 [ ${#sources[@]} -gt 0 ] || { echo "lint: no *.cpp / *.h files found by git ls-files in $repo" >&2; exit 2; }
 status=0
+
+# --- 0. structure ---------------------------------------------------------------------
+if ! out=$(python3 "$repo/scripts/check-structure.py"); then
+  echo "lint: structure (scripts/check-structure.py):"
+  sed 's/^/  /' <<<"$out"
+  status=1
+fi
 
 # --- 1. clang-format ------------------------------------------------------------------
 if [ "$skip" != format ]; then

@@ -9,14 +9,14 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "format/bundle_reader.h"
-#include "updater/bundle_source.h"
 #include "base/cli_args.h"
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/process.h"
 #include "base/size.h"
+#include "format/bundle_reader.h"
 #include "format/verity.h"
+#include "updater/bundle_source.h"
 #include "updater/install.h"
 #include "updater/lock.h"
 #include "updater/rollback.h"

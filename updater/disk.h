@@ -7,9 +7,9 @@
 #include <string>
 
 #include "base/arch.h"
+#include "boot/esp_access.h"
 #include "format/disk_layout.h"
 #include "format/gpt.h"
-#include "boot/esp_access.h"
 
 namespace osup {
 
@@ -34,8 +34,8 @@ struct OsupDisk {
 };
 
 struct DiscoverOptions {
-  std::optional<std::string> disk;          // --disk: offline on an image file or device
-  std::optional<std::string> esp_mount;     // --esp: a mounted ESP to use instead of mtools
+  std::optional<std::string> disk;       // --disk: offline on an image file or device
+  std::optional<std::string> esp_mount;  // --esp: a mounted ESP to use instead of mtools
   std::string proc_cmdline = "/proc/cmdline";
 };
 

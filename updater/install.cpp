@@ -8,15 +8,15 @@
 #include <filesystem>
 #include <vector>
 
-#include "format/bundle_reader.h"
-#include "updater/bundle_source.h"
 #include "base/error.h"
 #include "base/fault.h"
 #include "base/fd.h"
 #include "base/size.h"
 #include "boot/publish_slot.h"
 #include "boot/slot_boot.h"
+#include "format/bundle_reader.h"
 #include "format/verity.h"
+#include "updater/bundle_source.h"
 #include "updater/stream_writer.h"
 
 namespace fs = std::filesystem;

@@ -5,11 +5,11 @@
 #include <optional>
 #include <string>
 
-#include "format/manifest.h"
 #include "base/progress.h"
+#include "boot/boot_control.h"
+#include "format/manifest.h"
 #include "format/signature.h"
 #include "format/verity.h"
-#include "boot/boot_control.h"
 #include "updater/disk.h"
 #include "updater/verify.h"
 

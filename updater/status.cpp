@@ -57,12 +57,8 @@ json status_json(const OsupDisk& disk, const BootControl& boot) {
     }
     slots[slot_str(slot)] = j;
   }
-  json j = {{"disk", disk.path},
-            {"offline", disk.offline},
-            {"arch", arch_name(disk.arch)},
-            {"boot_loader", boot.name()},
-            {"slots", slots},
-            {"data", data_usage(disk)}};
+  json j = {{"disk", disk.path},          {"offline", disk.offline}, {"arch", arch_name(disk.arch)},
+            {"boot_loader", boot.name()}, {"slots", slots},          {"data", data_usage(disk)}};
   j["booted"] = disk.booted ? json(slot_str(*disk.booted)) : json(nullptr);
   auto next = boot.next_boot();
   j["next_boot"] = next ? json(slot_str(*next)) : json(nullptr);

@@ -39,7 +39,8 @@ std::optional<Manifest> slot_manifest(const OsupDisk& disk, layout::Slot s) {
   return Manifest::parse(*text);
 }
 
-Manifest verified_slot_manifest(const OsupDisk& disk, layout::Slot s, const sig::TrustStore& trust) {
+Manifest verified_slot_manifest(const OsupDisk& disk, layout::Slot s,
+                                const sig::TrustStore& trust) {
   SlotEspPaths paths = slot_esp_paths(s);
   auto text = disk.esp_files->read(paths.manifest);
   auto signature = disk.esp_files->read(paths.signature);

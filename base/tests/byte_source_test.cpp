@@ -38,7 +38,7 @@ TEST_CASE("a file source reads, skips by seeking and reads at offsets", "[unit]"
   CHECK(s->read_at(std::as_writable_bytes(std::span(at.data(), 2)), 1) == 2);
   CHECK(at == "12");
   CHECK(read_n(*s, 1) == "d");  // read_at did not move the position
-  CHECK(s->skip(100) == 2);    // short at the end, like a read
+  CHECK(s->skip(100) == 2);     // short at the end, like a read
   CHECK(read_n(*s, 4).empty());
   CHECK_THROWS_WITH(open_file_source(dir / "missing"), Contains("missing"));
 }

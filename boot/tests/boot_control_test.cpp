@@ -5,9 +5,9 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/process.h"
-#include "boot/tests/esp_fixture.h"
 #include "boot/fake_boot_control.h"
 #include "boot/grub_env.h"
+#include "boot/tests/esp_fixture.h"
 
 namespace fs = std::filesystem;
 using namespace osup;
@@ -42,8 +42,7 @@ TEST_CASE("make_boot_control picks the backend from the ESP", "[unit]") {
   CHECK(dynamic_cast<GrubEnv&>(*bc).env_path() == "/EFI/debian/grubenv");
   e.esp->mkdirs("/grub");
   e.esp->write_atomic("/grub/grubenv", GrubEnvBlock{}.serialize());
-  CHECK(dynamic_cast<GrubEnv&>(*make_boot_control("auto", e.esp)).env_path() ==
-        "/grub/grubenv");
+  CHECK(dynamic_cast<GrubEnv&>(*make_boot_control("auto", e.esp)).env_path() == "/grub/grubenv");
   CHECK_THROWS_WITH(make_boot_control("lilo", e.esp), Contains("unknown boot loader 'lilo'"));
   CHECK(std::string(to_string(SlotState::trying)) == "trying");
 }
@@ -77,4 +76,3 @@ TEST_CASE("fake boot control follows the same rules and injects failures", "[uni
                                                "make_first a", "make_first b", "disable b",
                                                "install b", "install b"});
 }
-

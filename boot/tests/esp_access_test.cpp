@@ -68,7 +68,6 @@ TEST_CASE("ESP access reports what is wrong", "[unit]") {
   CHECK_THROWS_WITH(esp->write_atomic("/x", "x"), Contains("junk.img@@0"));
 }
 
-
 TEST_CASE("create_esp_image makes a checkable, reproducible FAT32 image", "[unit]") {
   TempDir dir;
   write_random_file(dir / "boot.efi", 300 * 1024, 1);
@@ -86,8 +85,7 @@ TEST_CASE("create_esp_image makes a checkable, reproducible FAT32 image", "[unit
   CHECK(sha256_file(dir / "esp1.img") == sha256_file(dir / "esp2.img"));
 
   CHECK(run({"fsck.vfat", "-n", dir / "esp1.img"}).exit_code == 0);
-  CHECK(run_checked({"blkid", "-o", "value", "-s", "LABEL", dir / "esp1.img"}).out ==
-        "OSUP-ESP\n");
+  CHECK(run_checked({"blkid", "-o", "value", "-s", "LABEL", dir / "esp1.img"}).out == "OSUP-ESP\n");
   CHECK(run_checked({"blkid", "-o", "value", "-s", "TYPE", dir / "esp1.img"}).out == "vfat\n");
   // Read back by the real mtools, not by our own reader.
   RunOptions o;

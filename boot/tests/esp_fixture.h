@@ -79,5 +79,4 @@ inline std::string entries(const EspAccess& esp) {
   return out;
 }
 
-
 }  // namespace osup::test

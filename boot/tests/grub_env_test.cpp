@@ -1,3 +1,5 @@
+#include "boot/grub_env.h"
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -6,7 +8,6 @@
 #include "base/fd.h"
 #include "base/process.h"
 #include "boot/tests/esp_fixture.h"
-#include "boot/grub_env.h"
 
 namespace fs = std::filesystem;
 using namespace osup;
@@ -204,4 +205,3 @@ TEST_CASE("grubenv holds two slots with real dm-verity command lines", "[unit]")
   CHECK(e.esp->read("/EFI/debian/grubenv")->size() == 2 * GrubEnvBlock::kBlockSize);
   CHECK(grub.slot(Slot::a).tries_left == 2);
 }
-

@@ -1,3 +1,5 @@
+#include "boot/systemd_boot.h"
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -6,7 +8,6 @@
 #include "base/fd.h"
 #include "base/process.h"
 #include "boot/tests/esp_fixture.h"
-#include "boot/systemd_boot.h"
 
 namespace fs = std::filesystem;
 using namespace osup;
@@ -232,4 +233,3 @@ TEST_CASE("systemd-boot: a crash mid-install leaves a bootable slot", "[unit]") 
   CHECK(entries(*e.esp) == "osup-a+3.conf ");
   CHECK(sd.slot(Slot::a).version == "1.1");
 }
-

@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "format/bundle_reader.h"
-#include "format/bundle_writer.h"
 #include "base/error.h"
 #include "base/fd.h"
+#include "format/bundle_reader.h"
+#include "format/bundle_writer.h"
 #include "format/signature.h"
 
 namespace {
@@ -55,10 +55,13 @@ void write_seeds(const std::string& dir, const osup::sig::PrivateKey& key) {
     m.verity.hash_size = verity.size();
     if (with_kernel) {
       m.boot.kernel_version = "6.1";
-      m.payloads.push_back(osup::describe_payload(osup::PayloadKind::kernel, "vmlinuz", dir + "/src-kernel", osup::Compression::none));
+      m.payloads.push_back(osup::describe_payload(osup::PayloadKind::kernel, "vmlinuz",
+                                                  dir + "/src-kernel", osup::Compression::none));
     }
-    m.payloads.push_back(osup::describe_payload(osup::PayloadKind::verity, "v.zst", dir + "/src-verity", osup::Compression::zstd));
-    m.payloads.push_back(osup::describe_payload(osup::PayloadKind::root, "r.zst", dir + "/src-root", osup::Compression::zstd));
+    m.payloads.push_back(osup::describe_payload(osup::PayloadKind::verity, "v.zst",
+                                                dir + "/src-verity", osup::Compression::zstd));
+    m.payloads.push_back(osup::describe_payload(osup::PayloadKind::root, "r.zst", dir + "/src-root",
+                                                osup::Compression::zstd));
     std::string json = m.to_json();
     osup::BundleWriter w(dir + "/seed-" + std::to_string(with_kernel) + ".osup");
     w.write_header(json, key.sign(json));

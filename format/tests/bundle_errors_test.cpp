@@ -156,7 +156,8 @@ TEST_CASE("a payload longer than declared is caught", "[unit]") {
     BundleWriter w(f.dir / "long.osup");
     w.write_header(json, sig);
     for (const Payload& p : f.manifest.payloads)
-      w.add_payload(p, p.kind == PayloadKind::root ? f.dir / "root-short" : f.sources.at(to_string(p.kind)));
+      w.add_payload(
+          p, p.kind == PayloadKind::root ? f.dir / "root-short" : f.sources.at(to_string(p.kind)));
     w.finish();
   }
   // Swap in a root entry compressed from the full data with GNU tar + zstd CLI.
@@ -207,8 +208,10 @@ TEST_CASE("describe_payload reports size and sha256 of the uncompressed file", "
   CHECK(p.size == 3);
   CHECK(p.sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK(p.compression == Compression::none);
-  CHECK(describe_payload(PayloadKind::root, "root.zst", d / "f", Compression::zstd).compression == Compression::zstd);
-  CHECK_THROWS_WITH(describe_payload(PayloadKind::root, "r", d / "missing", Compression::zstd), Catch::Contains("missing"));
+  CHECK(describe_payload(PayloadKind::root, "root.zst", d / "f", Compression::zstd).compression ==
+        Compression::zstd);
+  CHECK_THROWS_WITH(describe_payload(PayloadKind::root, "r", d / "missing", Compression::zstd),
+                    Catch::Contains("missing"));
 }
 
 TEST_CASE("reading a large bundle keeps memory small", "[unit]") {
@@ -221,7 +224,8 @@ TEST_CASE("reading a large bundle keeps memory small", "[unit]") {
     for (int i = 0; i < 64; ++i) o.write(zeros.data(), zeros.size());
   }
   f.sources["root"] = f.dir / "big";
-  f.manifest.payloads[3] = describe_payload(PayloadKind::root, "root.erofs.zst", f.dir / "big", Compression::zstd);
+  f.manifest.payloads[3] =
+      describe_payload(PayloadKind::root, "root.erofs.zst", f.dir / "big", Compression::zstd);
   f.manifest.verity.data_size = f.manifest.payloads[3].size;
   std::string b = f.write("big.osup");
 
@@ -249,7 +253,8 @@ TEST_CASE("reading a large bundle keeps memory small", "[unit]") {
 TEST_CASE("an empty compressed payload round-trips", "[unit]") {
   Fixture f;
   put_bytes(f.dir / "initrd", "");
-  f.manifest.payloads[1] = describe_payload(PayloadKind::initrd, "initrd.zst", f.dir / "initrd", Compression::zstd);
+  f.manifest.payloads[1] =
+      describe_payload(PayloadKind::initrd, "initrd.zst", f.dir / "initrd", Compression::zstd);
   CHECK(read_file(f.write("e.osup"), f.trust) == expected(f));
 }
 

@@ -2,9 +2,6 @@
 // and a reader of tar headers that does not go through libarchive.
 #pragma once
 
-#include "format/bundle_reader.h"
-#include "format/bundle_writer.h"
-
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -18,14 +15,15 @@
 
 #include "base/error.h"
 #include "base/fd.h"
-#include "format/sha256.h"
 #include "base/size.h"
+#include "format/bundle_reader.h"
+#include "format/bundle_writer.h"
+#include "format/sha256.h"
 #include "tests/support/test_support.h"
 
 namespace osup::test {
 
 namespace fs = std::filesystem;
-
 
 inline std::string file_bytes(const std::string& path) { return read_text_file(path); }
 
@@ -75,10 +73,11 @@ struct Fixture {
     m.verity.hash_size = 12288;
     m.boot.cmdline = "quiet";
     m.boot.kernel_version = "6.1.0";
-    m.payloads = {describe_payload(PayloadKind::kernel, "vmlinuz", dir / "vmlinuz", Compression::none),
-                  describe_payload(PayloadKind::initrd, "initrd.zst", dir / "initrd", Compression::zstd),
-                  describe_payload(PayloadKind::verity, "root.verity.zst", dir / "verity", Compression::zstd),
-                  describe_payload(PayloadKind::root, "root.erofs.zst", dir / "root", Compression::zstd)};
+    m.payloads = {
+        describe_payload(PayloadKind::kernel, "vmlinuz", dir / "vmlinuz", Compression::none),
+        describe_payload(PayloadKind::initrd, "initrd.zst", dir / "initrd", Compression::zstd),
+        describe_payload(PayloadKind::verity, "root.verity.zst", dir / "verity", Compression::zstd),
+        describe_payload(PayloadKind::root, "root.erofs.zst", dir / "root", Compression::zstd)};
   }
 
   std::string write(const std::string& name, const sig::PrivateKey* signer = nullptr) {
@@ -92,8 +91,8 @@ struct Fixture {
 };
 
 // Reads a whole bundle; returns "name=sha256 size" lines of what the reader produced.
-inline std::vector<std::string> read_all(int fd, const std::string& name, const sig::TrustStore& trust,
-                                  size_t buf_size = 65536) {
+inline std::vector<std::string> read_all(int fd, const std::string& name,
+                                         const sig::TrustStore& trust, size_t buf_size = 65536) {
   const auto r_source = fd_source(fd, name);
   BundleReader r(*r_source);
   r.verify(trust);
@@ -113,7 +112,7 @@ inline std::vector<std::string> read_all(int fd, const std::string& name, const 
 }
 
 inline std::vector<std::string> read_file(const std::string& path, const sig::TrustStore& trust,
-                                   size_t buf_size = 65536) {
+                                          size_t buf_size = 65536) {
   UniqueFd fd = open_file(path, O_RDONLY);
   return read_all(fd.get(), path, trust, buf_size);
 }
@@ -121,8 +120,8 @@ inline std::vector<std::string> read_file(const std::string& path, const sig::Tr
 inline std::vector<std::string> expected(const Fixture& f) {
   std::vector<std::string> out;
   for (const Payload& p : f.manifest.payloads)
-    out.push_back(to_string(p.kind) + "=" + to_hex(sha256_file(f.sources.at(to_string(p.kind)))) + " " +
-                  std::to_string(fs::file_size(f.sources.at(to_string(p.kind)))));
+    out.push_back(to_string(p.kind) + "=" + to_hex(sha256_file(f.sources.at(to_string(p.kind)))) +
+                  " " + std::to_string(fs::file_size(f.sources.at(to_string(p.kind)))));
   return out;
 }
 
@@ -146,7 +145,7 @@ inline std::vector<TarEntry> tar_entries(const std::string& bytes) {
 
 // Extracts a bundle and re-packs the named files, in that order, with GNU tar.
 inline std::string repack(const Fixture& f, const std::string& bundle, const std::string& out,
-                   const std::vector<std::string>& files) {
+                          const std::vector<std::string>& files) {
   std::string x = f.dir / ("x-" + out);
   fs::create_directory(x);
   run_checked({"tar", "-xf", bundle, "-C", x});

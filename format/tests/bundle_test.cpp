@@ -178,4 +178,3 @@ TEST_CASE("bundle bytes are deterministic and tar lists the entries in order", "
   CHECK(a.substr(entries[3].data_offset, 4) == "\x28\xb5\x2f\xfd");
   CHECK(entries[5].size < 2 * MiB);  // the zero half compressed away
 }
-

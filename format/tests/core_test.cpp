@@ -1,11 +1,11 @@
 #include <catch2/catch.hpp>
 
 #include "base/arch.h"
-#include "format/disk_layout.h"
 #include "base/error.h"
 #include "base/process.h"
-#include "format/sha256.h"
 #include "base/size.h"
+#include "format/disk_layout.h"
+#include "format/sha256.h"
 #include "format/uuid.h"
 
 using namespace osup;

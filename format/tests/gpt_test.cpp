@@ -12,10 +12,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "format/disk_layout.h"
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/size.h"
+#include "format/disk_layout.h"
 #include "tests/support/test_support.h"
 
 using namespace osup;

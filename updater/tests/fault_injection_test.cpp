@@ -16,10 +16,10 @@
 #include <thread>
 
 #include "base/fd.h"
+#include "boot/esp_access.h"
 #include "format/gpt.h"
 #include "format/sha256.h"
 #include "tests/support/test_support.h"
-#include "boot/esp_access.h"
 
 using namespace osup;
 using nlohmann::json;

@@ -2,8 +2,6 @@
 // signed releases built through the format API, and FakeBootControl as the loader.
 #pragma once
 
-#include "updater/install.h"
-
 #include <fcntl.h>
 
 #include <catch2/catch.hpp>
@@ -21,6 +19,7 @@
 #include "format/sha256.h"
 #include "format/verity.h"
 #include "tests/support/test_support.h"
+#include "updater/install.h"
 #include "updater/rollback.h"
 #include "updater/verify.h"
 
@@ -56,7 +55,8 @@ struct Release {
 // The one place that knows how a bundle is put together through the public format API
 // (BundleWriter, describe_payload, verity::build, Manifest, PrivateKey), as the builder does:
 // kernel and initrd first, then the verity tree, then the root image.
-inline Release make_release(const std::string& dir, const sig::PrivateKey& key, const ReleaseSpec& s) {
+inline Release make_release(const std::string& dir, const sig::PrivateKey& key,
+                            const ReleaseSpec& s) {
   static uint32_t seed = 100;
   const std::string stem = dir + "/" + s.version + "-" + s.arch + "-" + std::to_string(++seed);
   Release r;

@@ -231,4 +231,3 @@ TEST_CASE("a failure at the final install() call leaves the old slot the loader'
   CHECK(rig.boot.next_boot() == Slot::b);
   CHECK(rig.boot.slot(Slot::b).state == SlotState::trying);
 }
-

@@ -61,7 +61,8 @@ TEST_CASE("stream_to_partition writes every byte at the partition offset", "[uni
   CHECK(seen_bytes == data.size());
   CHECK(seen.finish() == sha256(data));
   std::string back(data.size(), '\0');
-  REQUIRE(pread_full(fd.get(), std::as_writable_bytes(std::span(back)), offset, disk) == back.size());
+  REQUIRE(pread_full(fd.get(), std::as_writable_bytes(std::span(back)), offset, disk) ==
+          back.size());
   CHECK(back == data);
   // Nothing before the partition was touched.
   std::string before(offset, '\0'), zeros(offset, '\0');
@@ -74,9 +75,9 @@ TEST_CASE("stream_to_partition refuses more data than the partition holds", "[un
   UniqueFd fd = open_file(dir / "disk", O_RDWR | O_CREAT | O_TRUNC);
   const std::string data = random_bytes(6 << 20, 2);
   PieceSource src{data};
-  CHECK_THROWS_WITH(stream_to_partition(std::ref(src), [](std::span<const std::byte>) {},
-                                        StreamTarget{fd.get(), false, 0, 5 << 20, "root-b"},
-                                        nullptr),
+  CHECK_THROWS_WITH(stream_to_partition(
+                        std::ref(src), [](std::span<const std::byte>) {},
+                        StreamTarget{fd.get(), false, 0, 5 << 20, "root-b"}, nullptr),
                     Catch::Contains("larger than partition root-b"));
 }
 
@@ -86,15 +87,14 @@ TEST_CASE("a failing check stops the stream before bad data lands", "[unit]") {
   const std::string data = random_bytes(5 * kStreamChunk, 3);
   PieceSource src{data};
   uint64_t checked = 0;
-  CHECK_THROWS_WITH(
-      stream_to_partition(
-          std::ref(src),
-          [&](std::span<const std::byte> b) {
-            checked += b.size();
-            if (checked > 2 * kStreamChunk) fail("data block 2048 does not match");
-          },
-          StreamTarget{fd.get(), false, 0, 64 << 20, "root-b"}, nullptr),
-      Catch::Contains("data block 2048"));
+  CHECK_THROWS_WITH(stream_to_partition(
+                        std::ref(src),
+                        [&](std::span<const std::byte> b) {
+                          checked += b.size();
+                          if (checked > 2 * kStreamChunk) fail("data block 2048 does not match");
+                        },
+                        StreamTarget{fd.get(), false, 0, 64 << 20, "root-b"}, nullptr),
+                    Catch::Contains("data block 2048"));
   // The chunk that failed its check (the third) was never written.
   CHECK(fd_size(fd.get(), "disk") <= 2 * kStreamChunk);
 }
@@ -108,8 +108,8 @@ TEST_CASE("a failing source stops the writer and the checker", "[unit]") {
     std::memset(buf.data(), 7, buf.size());
     return buf.size();
   };
-  CHECK_THROWS_WITH(stream_to_partition(source, [](std::span<const std::byte>) {},
-                                        StreamTarget{fd.get(), false, 0, 64 << 20, "root-b"},
-                                        nullptr),
+  CHECK_THROWS_WITH(stream_to_partition(
+                        source, [](std::span<const std::byte>) {},
+                        StreamTarget{fd.get(), false, 0, 64 << 20, "root-b"}, nullptr),
                     Catch::Contains("sha256 mismatch"));
 }

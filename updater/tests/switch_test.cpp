@@ -10,11 +10,11 @@
 #include <regex>
 
 #include "base/fd.h"
+#include "boot/esp_access.h"
+#include "boot/grub_env.h"
 #include "format/gpt.h"
 #include "format/sha256.h"
 #include "tests/support/test_support.h"
-#include "boot/esp_access.h"
-#include "boot/grub_env.h"
 
 using namespace osup;
 using nlohmann::json;
@@ -251,7 +251,8 @@ TEST_CASE("bad bundles are refused before anything is written", "[integration]")
     fs::remove(big / "rootfs-x86_64/usr/lib/blob");
     run_checked({test::osup_build_exe(), "image", spec, "--key", rig.key.private_key, "--out",
                  big / "bare", "--no-disk"});
-    expect_refused(big / "bare/tiny-5.0.0-x86_64.osup", "carries no kernel, so the slot could not boot");
+    expect_refused(big / "bare/tiny-5.0.0-x86_64.osup",
+                   "carries no kernel, so the slot could not boot");
   }
   // A corrupt payload is only seen while streaming: the target slot is empty here, so its
   // (absent) entry stays absent and the loader's choice never moves.
