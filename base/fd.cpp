@@ -37,58 +37,51 @@ UniqueFd open_file(const std::string& path, int flags, int mode) {
   return UniqueFd(fd);
 }
 
-size_t read_full(int fd, std::span<std::byte> buf, const std::string& what) {
+namespace {
+
+// The retry loop all four share: `op(done)` moves bytes [done, size) and returns what the
+// syscall did; EINTR retries, 0 ends a read early (EOF), errors name `verb what`.
+template <class Op>
+size_t transfer(size_t size, const char* verb, const std::string& what, Op op) {
   size_t done = 0;
-  while (done < buf.size()) {
-    ssize_t n = ::read(fd, buf.data() + done, buf.size() - done);
+  while (done < size) {
+    const ssize_t n = op(done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      fail_errno("read " + what, errno);
+      fail_errno(verb + (" " + what), errno);
     }
     if (n == 0) break;
     done += static_cast<size_t>(n);
   }
   return done;
+}
+
+}  // namespace
+
+size_t read_full(int fd, std::span<std::byte> buf, const std::string& what) {
+  return transfer(buf.size(), "read", what,
+                  [&](size_t done) { return ::read(fd, buf.data() + done, buf.size() - done); });
 }
 
 void write_all(int fd, std::span<const std::byte> buf, const std::string& what) {
-  size_t done = 0;
-  while (done < buf.size()) {
-    ssize_t n = ::write(fd, buf.data() + done, buf.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail_errno("write " + what, errno);
-    }
-    done += static_cast<size_t>(n);
-  }
+  if (transfer(buf.size(), "write", what, [&](size_t done) {
+        return ::write(fd, buf.data() + done, buf.size() - done);
+      }) < buf.size())
+    fail("write " + what + ": the device took no more bytes");
 }
 
 size_t pread_full(int fd, std::span<std::byte> buf, uint64_t offset, const std::string& what) {
-  size_t done = 0;
-  while (done < buf.size()) {
-    ssize_t n =
-        ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail_errno("read " + what, errno);
-    }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  return done;
+  return transfer(buf.size(), "read", what, [&](size_t done) {
+    return ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+  });
 }
 
 void pwrite_all(int fd, std::span<const std::byte> buf, uint64_t offset, const std::string& what) {
-  size_t done = 0;
-  while (done < buf.size()) {
-    ssize_t n =
-        ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail_errno("write " + what, errno);
-    }
-    done += static_cast<size_t>(n);
-  }
+  if (transfer(buf.size(), "write", what, [&](size_t done) {
+        return ::pwrite(fd, buf.data() + done, buf.size() - done,
+                        static_cast<off_t>(offset + done));
+      }) < buf.size())
+    fail("write " + what + ": the device took no more bytes");
 }
 
 void fsync_fd(int fd, const std::string& what) {

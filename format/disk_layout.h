@@ -11,7 +11,7 @@
 
 namespace osup::layout {
 
-inline constexpr uint64_t kAlignment = 1024 * 1024;  // every partition starts on 1 MiB
+inline constexpr uint64_t kAlignment = 1024ull * 1024;  // every partition starts on 1 MiB
 
 // Partition numbers (1-based, as GPT tools print them) and labels.
 inline constexpr int kEspNumber = 1;

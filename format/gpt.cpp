@@ -19,7 +19,7 @@ namespace osup::gpt {
 
 namespace {
 
-constexpr uint64_t kAlign = 1024 * 1024;
+constexpr uint64_t kAlign = 1024ull * 1024;
 
 // libfdisk talks to its caller through "ask" callbacks. We never answer questions (a
 // library must not prompt), and keep the last warning so a failure can say why.

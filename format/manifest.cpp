@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <utility>
 
 #include "base/arch.h"
 #include "base/error.h"
@@ -14,8 +15,12 @@ namespace {
 using json = nlohmann::json;
 
 constexpr uint64_t kMaxPayloadSize = uint64_t{1} << 40;  // 1 TiB: far above any OS image
-constexpr PayloadKind kPayloadKinds[] = {PayloadKind::kernel, PayloadKind::initrd,
-                                         PayloadKind::verity, PayloadKind::root};
+// Each kind with its JSON name, in bundle order.
+constexpr std::pair<PayloadKind, std::string_view> kPayloadNames[] = {
+    {PayloadKind::kernel, "kernel"},
+    {PayloadKind::initrd, "initrd"},
+    {PayloadKind::verity, "verity"},
+    {PayloadKind::root, "root"}};
 
 [[noreturn]] void field_error(const std::string& field, const std::string& rule) {
   fail("manifest: field '" + field + "' " + rule);
@@ -264,7 +269,7 @@ Manifest Manifest::parse(std::string_view text) {
 
   const json& ps = top.get("payloads");
   if (!ps.is_array()) field_error("payloads", "must be an array");
-  if (ps.size() > std::size(kPayloadKinds))
+  if (ps.size() > std::size(kPayloadNames))
     field_error("payloads", "has more entries than there are payload kinds");
   for (size_t i = 0; i < ps.size(); ++i) {
     Fields p(ps[i], "payloads[" + std::to_string(i) + "]");
@@ -298,24 +303,16 @@ const Payload* Manifest::find(PayloadKind kind) const {
 }
 
 std::string to_string(PayloadKind k) {
-  switch (k) {
-    case PayloadKind::kernel:
-      return "kernel";
-    case PayloadKind::initrd:
-      return "initrd";
-    case PayloadKind::verity:
-      return "verity";
-    case PayloadKind::root:
-      return "root";
-  }
+  for (const auto& [kind, name] : kPayloadNames)
+    if (kind == k) return std::string(name);
   return "?";
 }
 
 std::string to_string(Compression c) { return c == Compression::zstd ? "zstd" : "none"; }
 
 std::optional<PayloadKind> parse_payload_kind(std::string_view name) {
-  for (PayloadKind k : kPayloadKinds)
-    if (to_string(k) == name) return k;
+  for (const auto& [kind, n] : kPayloadNames)
+    if (n == name) return kind;
   return std::nullopt;
 }
 

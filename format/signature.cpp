@@ -112,6 +112,23 @@ std::string unsupported_key(const std::string& what) {
          "from osup-build keygen";
 }
 
+// A private or public key from PEM text through `reader` (PEM_read_bio_PrivateKey or
+// _PUBKEY); "WHAT <not_a_key>" when it is not one, and only the key types osup signs with.
+template <class Reader>
+std::pair<KeyHandle, KeyType> read_pem_key(std::string_view pem, const std::string& what,
+                                           Reader reader, const char* not_a_key) {
+  BioPtr b = memory_bio(pem);
+  EVP_PKEY* raw = reader(b.get(), nullptr, nullptr, nullptr);
+  if (!raw) {
+    ERR_clear_error();
+    fail(what + " " + not_a_key);
+  }
+  KeyHandle k = own(raw);
+  const auto t = classify(k.get());
+  if (!t) fail(unsupported_key(what));
+  return {std::move(k), *t};
+}
+
 void write_new_file(const std::string& path, std::string_view content, int mode) {
   // O_EXCL: never clobber an existing key, which may be the only copy of a signing key.
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
@@ -191,16 +208,9 @@ PrivateKey PrivateKey::load(const std::string& path) {
 }
 
 PrivateKey PrivateKey::from_pem(std::string_view pem, const std::string& what) {
-  BioPtr b = memory_bio(pem);
-  EVP_PKEY* raw = PEM_read_bio_PrivateKey(b.get(), nullptr, nullptr, nullptr);
-  if (!raw) {
-    ERR_clear_error();
-    fail(what + " is not a PEM private key; create one with osup-build keygen");
-  }
-  KeyHandle k = own(raw);
-  auto t = classify(k.get());
-  if (!t) fail(unsupported_key(what));
-  return PrivateKey(std::move(k), *t);
+  auto [k, t] = read_pem_key(pem, what, PEM_read_bio_PrivateKey,
+                             "is not a PEM private key; create one with osup-build keygen");
+  return PrivateKey(std::move(k), t);
 }
 
 std::string PrivateKey::sign(std::string_view data) const {
@@ -227,16 +237,9 @@ std::string PrivateKey::key_id() const { return key_id_of(key_.get()); }
 PublicKey PublicKey::load(const std::string& path) { return from_pem(read_text_file(path), path); }
 
 PublicKey PublicKey::from_pem(std::string_view pem, const std::string& what) {
-  BioPtr b = memory_bio(pem);
-  EVP_PKEY* raw = PEM_read_bio_PUBKEY(b.get(), nullptr, nullptr, nullptr);
-  if (!raw) {
-    ERR_clear_error();
-    fail(what + " is not a PEM public key; export one with osup-build keygen");
-  }
-  KeyHandle k = own(raw);
-  auto t = classify(k.get());
-  if (!t) fail(unsupported_key(what));
-  return PublicKey(std::move(k), *t, what);
+  auto [k, t] = read_pem_key(pem, what, PEM_read_bio_PUBKEY,
+                             "is not a PEM public key; export one with osup-build keygen");
+  return PublicKey(std::move(k), t, what);
 }
 
 bool PublicKey::verify(std::string_view data, std::string_view signature) const {

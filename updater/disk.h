@@ -2,6 +2,7 @@
 // system from the kernel command line and the root device, offline (--disk) from the GPT.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,7 +24,7 @@ struct OsupDisk {
   gpt::Table table;
   Arch arch = Arch::x86_64;
   gpt::Partition esp, data;
-  SlotPartitions slots[2];
+  std::array<SlotPartitions, 2> slots;
   std::optional<layout::Slot> booted;  // live: osup.slot=; offline: see discover_disk()
   std::shared_ptr<EspAccess> esp_files;
   std::string data_mount;  // live: where the data partition is mounted ("/var"), else ""

@@ -28,7 +28,7 @@ TEST_CASE("ESP access round-trips files on a directory and in FAT images", "[uni
   CHECK(esp.exists("/loader/entries"));
   CHECK(esp.list("/loader") == std::vector<std::string>{"entries"});
 
-  const std::string binary("line1\nline2\0\xff\\end", 19);
+  const std::string binary = std::string("line1\nline2") + std::string(1, '\0') + "\xff\\end";
   esp.write_atomic("/loader/entries/osup-a+3.conf", binary);
   CHECK(esp.read("/loader/entries/osup-a+3.conf") == binary);
   esp.write_atomic("/loader/entries/osup-a+3.conf", "replaced");
@@ -70,7 +70,7 @@ TEST_CASE("ESP access reports what is wrong", "[unit]") {
 
 TEST_CASE("create_esp_image makes a checkable, reproducible FAT32 image", "[unit]") {
   TempDir dir;
-  write_random_file(dir / "boot.efi", 300 * 1024, 1);
+  write_random_file(dir / "boot.efi", 300ull * 1024, 1);
   auto fill = [&](const std::string& image, const std::string& seed) {
     auto esp = create_esp_image(image, 40 * kMiB, seed);
     esp->mkdirs("/EFI/BOOT");

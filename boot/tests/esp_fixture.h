@@ -20,7 +20,7 @@ namespace osup::test {
 namespace fs = std::filesystem;
 using layout::Slot;
 
-constexpr uint64_t kMiB = 1024 * 1024;
+constexpr uint64_t kMiB = 1024ull * 1024;
 
 // A 64 MiB FAT32 file system at `offset` inside `path` (offset 0: the file is the FS).
 inline void make_fat_image(const std::string& path, uint64_t offset) {

@@ -80,7 +80,7 @@ TEST_CASE("publish_slot writes the boot files, then the entry; retire_slot undoe
 
 TEST_CASE("install_systemd_boot puts the loader where the firmware looks", "[unit]") {
   Esp e("image@0");
-  write_random_file(e.dir / "sd.efi", 64 * 1024, 3);
+  write_random_file(e.dir / "sd.efi", 64ull * 1024, 3);
   install_systemd_boot(*e.esp, e.dir / "sd.efi", Arch::aarch64);
   const std::string want = read_text_file(e.dir / "sd.efi");
   CHECK(e.esp->read("/EFI/BOOT/BOOTAA64.EFI") == want);

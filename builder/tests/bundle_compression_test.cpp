@@ -29,7 +29,7 @@ void make_tree(const std::string& dir) {
   osup::test::make_busybox_rootfs(osup::Arch::x86_64, dir);
   std::vector<fs::path> libs;
   for (const auto& e : fs::directory_iterator("/usr/lib/x86_64-linux-gnu"))
-    if (e.is_regular_file() && !e.is_symlink() && e.file_size() > 100 * 1024)
+    if (e.is_regular_file() && !e.is_symlink() && e.file_size() > 100ull * 1024)
       libs.push_back(e.path());
   std::sort(libs.begin(), libs.end());
   fs::create_directories(dir + "/usr/lib/x86_64-linux-gnu");

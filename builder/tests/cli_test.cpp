@@ -34,7 +34,7 @@ RunResult build(const std::string& spec, const test::TestKey& key, const std::st
   std::vector<std::string> argv = {test::osup_build_exe(), "image", spec, "--key",
                                    key.private_key,        "--out", out};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  return run(argv, {.env = env});
+  return run(argv, {.env = std::move(env)});
 }
 
 void write_spec(const std::string& path, const std::string& body) { std::ofstream(path) << body; }
@@ -65,7 +65,7 @@ void check_partition_table(const std::string& disk, Arch arch, const std::string
   std::transform(verity_uuid.begin(), verity_uuid.end(), verity_uuid.begin(), ::tolower);
   CHECK(root_uuid + verity_uuid == hash);
   // Sparse output.
-  CHECK(fs::file_size(disk) > 4 * 1024 * 1024 * 50ULL);
+  CHECK(fs::file_size(disk) > 4ULL * 1024 * 1024 * 50);
   struct stat st {};
   REQUIRE(::stat(disk.c_str(), &st) == 0);
   CHECK(static_cast<uint64_t>(st.st_blocks) * 512 < fs::file_size(disk) / 4);
@@ -293,7 +293,7 @@ TEST_CASE("image --incremental reuses the tree the hooks built, --overlay comes 
     RunResult r = build(dir / "s.json", key, dir / "o", extra, env);
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
-    const std::string tree = dir / ("o/.work-inc-" + version + "-x86_64/rootfs");
+    std::string tree = dir / ("o/.work-inc-" + version + "-x86_64/rootfs");
     CHECK(read_text_file(tree + "/etc/os-release").find("IMAGE_VERSION=\"" + version + "\"") !=
           std::string::npos);
     return tree;

@@ -56,7 +56,7 @@ bool all_zero(const std::vector<std::byte>& v) {
 
 // A sparse 64 MiB disk image: a GPT plus two islands of data.
 std::string make_image(const test::TempDir& dir) {
-  const std::string img = dir / "disk.img";
+  std::string img = dir / "disk.img";
   (void)gpt::create(img, 64 * MiB, Uuid::derived("flash", "disk"),
                     {{"one", Uuid::derived("flash", "t"), Uuid::derived("flash", "p1"), 32 * MiB},
                      {"two", Uuid::derived("flash", "t"), Uuid::derived("flash", "p2"), 0}});
@@ -128,10 +128,10 @@ TEST_CASE("flash to a loop device writes the data extents and reads them back", 
   flash(img, loop.dev, kYes);
 
   // The image's data: primary GPT, the two islands, the backup GPT in the last 33 sectors.
-  CHECK(same_bytes(loop.dev, img, 0, 34 * 512));
+  CHECK(same_bytes(loop.dev, img, 0, 34ull * 512));
   CHECK(same_bytes(loop.dev, img, 5 * MiB, 1 * MiB));
   CHECK(same_bytes(loop.dev, img, 40 * MiB, 64 * KiB));
-  CHECK(same_bytes(loop.dev, img, 64 * MiB - 33 * 512, 33 * 512));
+  CHECK(same_bytes(loop.dev, img, 64 * MiB - 33ull * 512, 33ull * 512));
   // Holes in the image are skipped: what was there stays (it is unallocated space).
   CHECK_FALSE(all_zero(read_range(loop.dev, 20 * MiB, 1 * MiB)));
   const gpt::Table t = gpt::read(loop.dev);

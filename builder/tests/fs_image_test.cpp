@@ -29,7 +29,7 @@ void make_tree(const std::string& dir) {
   std::ofstream(dir + "/etc/owned") << "owned by 1234\n";
   REQUIRE(::chown((dir + "/etc/owned").c_str(), 1234, 4321) == 0);
   fs::permissions(dir + "/etc/owned", fs::perms(0640));
-  osup::test::write_random_file(dir + "/usr/lib/blob", 300 * 1024, 7);
+  osup::test::write_random_file(dir + "/usr/lib/blob", 300ull * 1024, 7);
   // File capabilities (ping's cap_net_raw) live in xattrs and must survive packing.
   REQUIRE(::setxattr((dir + "/etc/owned").c_str(), "user.osup", "hello", 5, 0) == 0);
   b::prepare_rootfs(dir, {"demo", "1.0", "", "", kEpoch});
@@ -49,7 +49,8 @@ std::string error_of(const std::function<void()>& fn) {
 // Runs fn with PATH pointing at an empty folder, so no tool can be found.
 template <class Fn>
 void with_empty_path(const std::string& empty_dir, Fn&& fn) {
-  const std::string old = std::getenv("PATH") ? std::getenv("PATH") : "";
+  const char* path = std::getenv("PATH");
+  const std::string old = path ? path : "";
   ::setenv("PATH", empty_dir.c_str(), 1);
   try {
     fn();

@@ -247,7 +247,7 @@ TEST_CASE("reading a large bundle keeps memory small", "[unit]") {
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CAPTURE(ru.ru_maxrss);
-  CHECK(ru.ru_maxrss < 32 * 1024);  // KiB: well below the payload's 72 MiB
+  CHECK(ru.ru_maxrss < 32L * 1024);  // KiB: well below the payload's 72 MiB
 }
 
 TEST_CASE("an empty compressed payload round-trips", "[unit]") {

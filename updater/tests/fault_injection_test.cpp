@@ -36,7 +36,7 @@ struct Disk {
                                      "--progress",     "none"};
     if (booted) argv.insert(argv.end(), {"--booted", *booted});
     argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv, {.env = env});
+    return run(argv, {.env = std::move(env)});
   }
   json status() const {
     RunResult r = osup({"status", "--json"});
@@ -60,7 +60,7 @@ Disk copy_disk(const std::string& from, const std::string& to, const std::string
 
 // How many fault points a command passes through when nothing goes wrong.
 int count_points(const Disk& d, const std::vector<std::string>& args,
-                 std::optional<std::string> booted) {
+                 const std::optional<std::string>& booted) {
   std::string log = d.path + ".faults";
   fs::remove(log);
   RunResult r = d.osup(args, {{"OSUP_FAULT_LOG", log}}, booted);

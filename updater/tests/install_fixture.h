@@ -29,7 +29,7 @@ using Catch::Matchers::Contains;
 using layout::Slot;
 namespace fs = std::filesystem;
 
-constexpr uint64_t kMiB = 1024 * 1024;
+constexpr uint64_t kMiB = 1024ull * 1024;
 constexpr uint64_t kSlotSize = 8 * kMiB;    // each root partition
 constexpr uint64_t kVeritySize = 1 * kMiB;  // each verity partition
 
@@ -152,7 +152,7 @@ struct Rig {
     disk = discover_disk(o);
   }
 
-  Release release(ReleaseSpec s) { return make_release(dir.path(), key, s); }
+  Release release(const ReleaseSpec& s) { return make_release(dir.path(), key, s); }
   Release release(const std::string& version) {
     ReleaseSpec s;
     s.version = version;

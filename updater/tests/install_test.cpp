@@ -149,7 +149,7 @@ TEST_CASE("install_bundle refuses a root image too large for the slot before wri
   rig.put_slot(Slot::a, rig.release("1.0.0"));
   ReleaseSpec big;
   big.version = "2.0.0";
-  big.root_size = kSlotSize + 64 * 1024;
+  big.root_size = kSlotSize + 64ull * 1024;
   const Release r = rig.release(big);
   const Untouched before{rig};
   const std::string message = install_error(rig, r);

@@ -44,7 +44,7 @@ TEST_CASE("stream_to_partition writes every byte at the partition offset", "[uni
   const std::string disk = dir / "disk";
   const uint64_t offset = 3 << 20;
   // Not a multiple of the chunk size, so the last chunk is short.
-  const std::string data = random_bytes(3 * kStreamChunk + 123 * 4096, 1);
+  const std::string data = random_bytes(3 * kStreamChunk + 123ull * 4096, 1);
   UniqueFd fd = open_file(disk, O_RDWR | O_CREAT | O_TRUNC);
   REQUIRE(::ftruncate(fd.get(), 64 << 20) == 0);
   Sha256 seen;

@@ -363,7 +363,7 @@ TEST_CASE("two osup runs on one disk cannot interleave", "[integration]") {
 
 TEST_CASE("the GRUB environment backend drives the same A/B cycle", "[integration]") {
   Rig rig(Arch::x86_64);
-  auto grub = [&](std::vector<std::string> args, std::optional<std::string> booted = {}) {
+  auto grub = [&](std::vector<std::string> args, const std::optional<std::string>& booted = {}) {
     args.insert(args.begin(), {"--boot-loader", "grub"});
     return rig.osup(args, booted);
   };
