@@ -56,7 +56,7 @@ std::string checked(const std::string& path) {
   return path;
 }
 
-// Crash tests stop the process here (format/fault.h): each rename or removal on the
+// Crash tests stop the process here (base/fault.h): each rename or removal on the
 // ESP is a step after which a power cut must leave a bootable machine.
 void fault_point(const char* op, const std::string& path) {
   const std::string name = std::string("esp ") + op + " " + path;
