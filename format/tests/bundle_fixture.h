@@ -91,6 +91,17 @@ struct Fixture {
 };
 
 // Reads a whole bundle; returns "name=sha256 size" lines of what the reader produced.
+// Reads the current payload to its end: "KIND=<sha256 of what was read> <bytes>".
+inline std::string drain_payload(BundleReader& r, const Payload& p, std::vector<std::byte>& buf) {
+  Sha256 h;
+  uint64_t n = 0;
+  while (size_t got = r.read(buf)) {
+    h.update(std::span(buf.data(), got));
+    n += got;
+  }
+  return to_string(p.kind) + "=" + to_hex(h.finish()) + " " + std::to_string(n);
+}
+
 inline std::vector<std::string> read_all(int fd, const std::string& name,
                                          const sig::TrustStore& trust, size_t buf_size = 65536) {
   const auto r_source = fd_source(fd, name);
@@ -99,13 +110,7 @@ inline std::vector<std::string> read_all(int fd, const std::string& name,
   std::vector<std::string> out;
   std::vector<std::byte> buf(buf_size);
   while (const Payload* p = r.next_payload()) {
-    Sha256 h;
-    uint64_t n = 0;
-    while (size_t got = r.read(buf)) {
-      h.update(std::span(buf.data(), got));
-      n += got;
-    }
-    out.push_back(to_string(p->kind) + "=" + to_hex(h.finish()) + " " + std::to_string(n));
+    out.push_back(drain_payload(r, *p, buf));
   }
   CHECK(r.next_payload() == nullptr);  // stays at the end
   return out;
