@@ -58,7 +58,7 @@ std::string entry_cmdline(const EntrySpec& spec, layout::Slot s) {
     pos = end + 1;
     if (word == want) return spec.cmdline;
     if (word.starts_with("osup.slot="))
-      fail("boot entry of slot " + std::string(1, layout::slot_char(s)) + " has '" + word +
+      fail("boot entry of slot " + layout::slot_name(s) + " has '" + word +
            "' on its command line; it must be " + want);
   }
   return spec.cmdline + (spec.cmdline.empty() ? "" : " ") + want;

@@ -117,11 +117,11 @@ json inspect_disk(const std::string& file, const InspectOptions& opts) {
       sj["manifest"] = manifest_summary(m);
       sj["signature"] = signature_status(*manifest, signature.value_or(""), opts);
     }
-    slots[std::string(1, layout::slot_char(s))] = sj;
+    slots[layout::slot_name(s)] = sj;
   }
   j["slots"] = slots;
   j["boot_loader"] = boot->name();
-  if (auto next = boot->next_boot()) j["next_boot"] = std::string(1, layout::slot_char(*next));
+  if (auto next = boot->next_boot()) j["next_boot"] = layout::slot_name(*next);
   return j;
 }
 

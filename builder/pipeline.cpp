@@ -374,13 +374,12 @@ void write_bundle(Build& b) {
 
 // The ESP with the loader and slot a published by the code `osup switch` uses later.
 void write_esp(const Build& b, const std::string& esp_img) {
-  auto esp = create_esp_image(esp_img, b.spec.esp_size, b.seed);
+  const std::shared_ptr<EspAccess> esp = create_esp_image(esp_img, b.spec.esp_size, b.seed);
   if (b.loader) install_systemd_boot(*esp, *b.loader, b.spec.arch);
   // The factory slot starts out good: it is the only slot, there is nothing to fall back to.
-  std::shared_ptr<EspAccess> shared = std::move(esp);
-  auto boot = make_boot_control("systemd-boot", shared);
+  auto boot = make_boot_control("systemd-boot", esp);
   if (publish_slot(
-          *shared, *boot, layout::Slot::a,
+          *esp, *boot, layout::Slot::a,
           SlotRelease{b.manifest, b.manifest_json, b.signature, b.kernel_copy, b.initrd_copy}))
     boot->mark_good(layout::Slot::a);
 }

@@ -23,6 +23,7 @@ inline constexpr const char* kEspFsLabel = "OSUP-ESP";    // FAT volume label
 
 enum class Slot { a, b };
 [[nodiscard]] inline char slot_char(Slot s) { return s == Slot::a ? 'a' : 'b'; }
+[[nodiscard]] inline std::string slot_name(Slot s) { return std::string(1, slot_char(s)); }
 [[nodiscard]] inline Slot other(Slot s) { return s == Slot::a ? Slot::b : Slot::a; }
 [[nodiscard]] inline int root_number(Slot s) { return s == Slot::a ? 2 : 4; }
 [[nodiscard]] inline int verity_number(Slot s) { return s == Slot::a ? 3 : 5; }

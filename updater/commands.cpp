@@ -72,8 +72,6 @@ double parse_seconds(const std::string& text, const std::string& option) {
   return v;
 }
 
-std::string slot_str(layout::Slot s) { return std::string(1, layout::slot_char(s)); }
-
 struct Session {
   OsupDisk disk;
   std::unique_ptr<BootControl> boot;
@@ -122,7 +120,7 @@ int cmd_state(const Globals& g, const std::vector<std::string>& args) {
                                                     : layout::parse_slot(a.positionals()[0]);
   const SlotBoot b = s.boot->slot(slot);
   if (a.flag("json"))
-    std::printf("%s\n", json({{"slot", slot_str(slot)},
+    std::printf("%s\n", json({{"slot", layout::slot_name(slot)},
                               {"state", to_string(b.state)},
                               {"tries_left", b.tries_left},
                               {"boot_loader", s.boot->name()}})
@@ -143,7 +141,7 @@ int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
                    g.progress};
   InstallResult r = install_bundle(s.disk, *s.boot, trust, o);
   if (a.flag("json")) {
-    json j = {{"slot", slot_str(r.slot)},
+    json j = {{"slot", layout::slot_name(r.slot)},
               {"version", r.version},
               {"root_bytes", r.root_bytes},
               {"stream_seconds", r.stream_seconds},
@@ -151,7 +149,7 @@ int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("installed %s into slot %s; it boots next (%d tries)\n", r.version.c_str(),
-                slot_str(r.slot).c_str(), s.boot->slot(r.slot).tries_left);
+                layout::slot_name(r.slot).c_str(), s.boot->slot(r.slot).tries_left);
   }
   if (a.flag("reboot")) reboot_now();
   return 0;
@@ -165,7 +163,7 @@ int cmd_rollback(const Globals& g, const std::vector<std::string>& args) {
   std::optional<sig::TrustStore> trust;
   if (!a.flag("force")) trust = load_trust(g, s.disk);
   const layout::Slot target = rollback(s.disk, *s.boot, trust ? &*trust : nullptr, a.flag("force"));
-  std::printf("slot %s boots next\n", slot_str(target).c_str());
+  std::printf("slot %s boots next\n", layout::slot_name(target).c_str());
   if (a.flag("reboot")) reboot_now();
   return 0;
 }
@@ -180,7 +178,7 @@ int cmd_mark(const Globals& g, const std::vector<std::string>& args, bool good) 
     s.boot->mark_good(slot);
   else
     s.boot->mark_bad(slot);
-  std::printf("slot %s marked %s\n", slot_str(slot).c_str(), good ? "good" : "bad");
+  std::printf("slot %s marked %s\n", layout::slot_name(slot).c_str(), good ? "good" : "bad");
   return 0;
 }
 
@@ -192,7 +190,7 @@ int cmd_verify(const Globals& g, const std::vector<std::string>& args) {
                                               : layout::parse_slot(a.positionals()[0]);
   sig::TrustStore trust = load_trust(g, s.disk);
   verify_slot(s.disk, slot, trust, g.progress);
-  std::printf("slot %s verified\n", slot_str(slot).c_str());
+  std::printf("slot %s verified\n", layout::slot_name(slot).c_str());
   return 0;
 }
 

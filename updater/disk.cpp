@@ -105,9 +105,9 @@ OsupDisk discover_disk(const DiscoverOptions& opts) {
     if (!root.partition.empty()) {
       std::string name = partition_name(root.partition);
       if (!name.empty() && name != layout::root_label(*disk.booted))
-        fail("the kernel command line says slot " +
-             std::string(1, layout::slot_char(*disk.booted)) + " but / is on " + root.partition +
-             " (" + name + "); reboot through the boot loader before updating");
+        fail("the kernel command line says slot " + layout::slot_name(*disk.booted) +
+             " but / is on " + root.partition + " (" + name +
+             "); reboot through the boot loader before updating");
     }
   }
   disk.table =

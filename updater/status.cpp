@@ -14,8 +14,6 @@ using nlohmann::json;
 namespace osup {
 namespace {
 
-std::string slot_str(layout::Slot s) { return std::string(1, layout::slot_char(s)); }
-
 // Usage of the data partition: statfs when mounted, the ext4 superblock offline.
 json data_usage(const OsupDisk& disk) {
   json j = {{"partition", disk.data.number}, {"size", disk.data.size}};
@@ -55,13 +53,13 @@ json status_json(const OsupDisk& disk, const BootControl& boot) {
     } catch (const Error& e) {
       j["manifest_error"] = e.what();
     }
-    slots[slot_str(slot)] = j;
+    slots[layout::slot_name(slot)] = j;
   }
   json j = {{"disk", disk.path},          {"offline", disk.offline}, {"arch", arch_name(disk.arch)},
             {"boot_loader", boot.name()}, {"slots", slots},          {"data", data_usage(disk)}};
-  j["booted"] = disk.booted ? json(slot_str(*disk.booted)) : json(nullptr);
+  j["booted"] = disk.booted ? json(layout::slot_name(*disk.booted)) : json(nullptr);
   auto next = boot.next_boot();
-  j["next_boot"] = next ? json(slot_str(*next)) : json(nullptr);
+  j["next_boot"] = next ? json(layout::slot_name(*next)) : json(nullptr);
   return j;
 }
 

@@ -129,6 +129,16 @@ TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string&
   return {stem + ".img", stem + ".osup", stem + ".manifest.json"};
 }
 
+std::vector<std::string> offline_osup(const std::string& disk, const TestKey& key,
+                                      const std::string& booted,
+                                      const std::vector<std::string>& globals) {
+  std::vector<std::string> argv = {osup_exe(),    "--disk",     disk,  "--keys",
+                                   key.trust_dir, "--progress", "none"};
+  if (!booted.empty()) argv.insert(argv.end(), {"--booted", booted});
+  argv.insert(argv.end(), globals.begin(), globals.end());
+  return argv;
+}
+
 std::string partition_sha256(const std::string& disk, const std::string& label) {
   gpt::Table t = gpt::read(disk);
   const gpt::Partition* p = t.find(label);

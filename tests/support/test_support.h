@@ -65,6 +65,13 @@ TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string&
                            const std::vector<std::string>& extra_args = {},
                            const std::string& out = "out");
 
+// The command line of the real osup working offline on DISK, trusting KEY, without
+// progress output: osup --disk DISK --keys DIR --progress none [--booted S] GLOBALS...
+// (the command and its arguments go after).
+[[nodiscard]] std::vector<std::string> offline_osup(const std::string& disk, const TestKey& key,
+                                                    const std::string& booted = "",
+                                                    const std::vector<std::string>& globals = {});
+
 // SHA-256 (hex) of the bytes of the partition labelled LABEL in a disk image.
 [[nodiscard]] std::string partition_sha256(const std::string& disk, const std::string& label);
 

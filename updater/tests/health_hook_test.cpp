@@ -44,8 +44,7 @@ struct Rig {
 
   // osup on the image with this rig's boot loader; what the hook gets as its osup command.
   std::vector<std::string> osup_argv(const std::string& booted) const {
-    return {test::osup_exe(), "--disk", v1.disk,       "--booted",   booted, "--boot-loader",
-            loader,           "--keys", key.trust_dir, "--progress", "none"};
+    return test::offline_osup(v1.disk, key, booted, {"--boot-loader", loader});
   }
   RunResult osup(std::vector<std::string> args, const std::string& booted = "a") const {
     std::vector<std::string> argv = osup_argv(booted);

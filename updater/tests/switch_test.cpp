@@ -29,10 +29,9 @@ struct Rig {
   test::TestImage v1;
   explicit Rig(Arch a) : arch(a), v1(test::build_tiny_image(dir.path(), a, "1.0.0", key)) {}
 
-  RunResult osup(std::vector<std::string> args, std::optional<std::string> booted = {}) const {
-    std::vector<std::string> argv = {test::osup_exe(), "--disk",     v1.disk, "--keys",
-                                     key.trust_dir,    "--progress", "none"};
-    if (booted) argv.insert(argv.end(), {"--booted", *booted});
+  RunResult osup(std::vector<std::string> args,
+                 const std::optional<std::string>& booted = {}) const {
+    std::vector<std::string> argv = test::offline_osup(v1.disk, key, booted.value_or(""));
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv);
   }
