@@ -11,10 +11,12 @@ fi
 packages=(
   # build
   build-essential cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
-  libfdisk-dev libblkid-dev libzstd-dev libssl-dev nlohmann-json3-dev libarchive-dev catch2
+  libfdisk-dev libblkid-dev libzstd-dev libssl-dev nlohmann-json3-dev libarchive-dev libcurl4-openssl-dev catch2 ccache
   # image building
   erofs-utils squashfs-tools dosfstools mtools e2fsprogs fdisk debootstrap zstd
   qemu-user-static binfmt-support systemd-boot-efi busybox-static
+  # network updates: a real HTTP(S) server for the channel tests, casync for bench/delta
+  nginx-light openssl casync
   # oracles used by tests
   cryptsetup-bin systemd-container grub-common u-boot-tools
   # booting images
@@ -26,6 +28,7 @@ packages=(
 # the host's (headers and .so in /usr/lib/aarch64-linux-gnu). apt pulls their own deps.
 cross_packages=(
   libfdisk-dev:arm64 libblkid-dev:arm64 libzstd-dev:arm64 libssl-dev:arm64 libarchive-dev:arm64
+  libcurl4-openssl-dev:arm64
 )
 
 installed() {  # is package $1 installed?
