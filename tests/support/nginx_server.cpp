@@ -127,7 +127,7 @@ std::string make_test_ca(const std::string& dir, const std::string& name) {
 
 uint16_t closed_port() { return pick_port(); }
 
-NginxServer::NginxServer(std::string root, NginxOptions opts)
+NginxServer::NginxServer(const std::string& root, NginxOptions opts)
     : root_(fs::absolute(root).string()), opts_(std::move(opts)) {
   fs::create_directories(dir_ / "tmp");
   if (opts_.tls) {
@@ -146,6 +146,7 @@ void NginxServer::start() {
                                      dir_ / "error.log", "-c", dir_ / "nginx.conf", "-g",
                                      "daemon off;"};
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     posix_spawn_file_actions_t fa;

@@ -38,7 +38,7 @@ struct AccessEntry {
 class NginxServer {
  public:
   // Serves ROOT; throws with nginx's error log when it does not come up.
-  explicit NginxServer(std::string root, NginxOptions opts = {});
+  explicit NginxServer(const std::string& root, NginxOptions opts = {});
   ~NginxServer();
   NginxServer(const NginxServer&) = delete;
   NginxServer& operator=(const NginxServer&) = delete;

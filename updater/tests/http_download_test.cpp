@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/fd.h"
+#include "base/size.h"
 #include "updater/http.h"
 #include "updater/tests/http_fixture.h"
 
@@ -17,7 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr uint64_t kSize = 3 * 1024 * 1024 + 333;
+constexpr uint64_t kSize = 3 * MiB + 333;
 
 struct Download {
   test::HttpRig rig;
@@ -47,7 +48,7 @@ struct CapturedProgress {
 TEST_CASE("download_to_file continues cut connections from the bytes on disk", "[http]") {
   Download d;
   test::NginxServer nginx(d.rig.www);
-  const uint64_t cut1 = 1024 * 1024 + 123, cut2 = 700 * 1024 + 7;
+  const uint64_t cut1 = MiB + 123, cut2 = 700 * KiB + 7;
   test::CutProxy proxy(nginx.port(), {cut1, cut2});
   CapturedProgress captured;
   {
@@ -79,7 +80,7 @@ TEST_CASE("download_to_file continues cut connections from the bytes on disk", "
 TEST_CASE("download_to_file continues a previous run's partial file", "[http]") {
   Download d;
   test::NginxServer nginx(d.rig.www);
-  const uint64_t partial = 2 * 1024 * 1024 + 5;
+  const uint64_t partial = 2 * MiB + 5;
   d.leave_partial(partial);  // what a run killed at that point left behind
   download_to_file(nginx.url("/x.osup"), d.out, d.expect, test::fast_http(), nullptr);
   CHECK(read_text_file(d.out) == d.data);
@@ -112,8 +113,8 @@ TEST_CASE("download_to_file: progress counts resumed bytes as done", "[http]") {
 TEST_CASE("download_to_file: a server without ranges starts over and completes", "[http]") {
   Download d;
   test::NginxServer nginx(d.rig.www, {.ranges = false});
-  d.leave_partial(1024 * 1024);
-  const uint64_t cut = 512 * 1024;
+  d.leave_partial(MiB);
+  const uint64_t cut = 512 * KiB;
   test::CutProxy proxy(nginx.port(), {cut});
   download_to_file(proxy.url("/x.osup"), d.out, d.expect, test::fast_http(), nullptr);
   CHECK(read_text_file(d.out) == d.data);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/size.h"
 #include "updater/bundle_source.h"
 #include "updater/tests/http_fixture.h"
 
@@ -115,7 +116,7 @@ TEST_CASE("https: trusted with --ca, refused with another CA or the system's", "
 
 TEST_CASE("open_http_source reads a URL as a stream", "[http]") {
   test::HttpRig rig;
-  const std::string data = rig.add("x.osup", 3 * 1024 * 1024 + 17);
+  const std::string data = rig.add("x.osup", 3 * MiB + 17);
   test::NginxServer nginx(rig.www);
   auto src = open_bundle_source(nginx.url("/x.osup"), test::fast_http());
   CHECK(src->name() == nginx.url("/x.osup"));
@@ -130,9 +131,9 @@ TEST_CASE("open_http_source reads a URL as a stream", "[http]") {
 
 TEST_CASE("open_http_source continues through cut connections with Range", "[http]") {
   test::HttpRig rig;
-  const std::string data = rig.add("x.osup", 3 * 1024 * 1024 + 17);
+  const std::string data = rig.add("x.osup", 3 * MiB + 17);
   test::NginxServer nginx(rig.www);
-  const uint64_t cut1 = 1024 * 1024 + 5, cut2 = 300 * 1024 + 1;
+  const uint64_t cut1 = MiB + 5, cut2 = 300 * KiB + 1;
   test::CutProxy proxy(nginx.port(), {cut1, cut2});
   auto src = open_http_source(proxy.url("/x.osup"), test::fast_http());
   CHECK(read_all(*src, 65536) == data);
@@ -148,9 +149,9 @@ TEST_CASE("open_http_source continues through cut connections with Range", "[htt
 
 TEST_CASE("open_http_source: a cut on a server without ranges fails with one line", "[http]") {
   test::HttpRig rig;
-  const std::string data = rig.add("x.osup", 2 * 1024 * 1024);
+  const std::string data = rig.add("x.osup", 2 * MiB);
   test::NginxServer nginx(rig.www, {.ranges = false});
-  test::CutProxy proxy(nginx.port(), {1024 * 1024});
+  test::CutProxy proxy(nginx.port(), {MiB});
   auto src = open_http_source(proxy.url("/x.osup"), test::fast_http());
   const std::string m = error_of([&] { (void)read_all(*src); });
   CHECK(m == "reading " + proxy.url("/x.osup") +
@@ -164,7 +165,7 @@ TEST_CASE("open_http_source: a cut on a server without ranges fails with one lin
 
 TEST_CASE("open_http_source: closing it early stops the transfer", "[http]") {
   test::HttpRig rig;
-  rig.add("x.osup", 32 * 1024 * 1024);
+  rig.add("x.osup", 32 * MiB);
   test::NginxServer nginx(rig.www);
   auto src = open_http_source(nginx.url("/x.osup"), test::fast_http());
   std::vector<std::byte> buf(1000);
@@ -172,5 +173,5 @@ TEST_CASE("open_http_source: closing it early stops the transfer", "[http]") {
   src.reset();  // joins the producer, which is blocked on a full buffer
   const auto log = nginx.wait_for_log("/x.osup", 1);
   REQUIRE(log.size() == 1);
-  CHECK(log[0].body_bytes < 32 * 1024 * 1024);
+  CHECK(log[0].body_bytes < 32 * MiB);
 }
