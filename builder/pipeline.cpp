@@ -256,6 +256,10 @@ void extract_boot_files(Build& b) {
     if (!b.kernel->initrd.empty()) {
       b.initrd_copy = (b.work / "initrd").string();
       fs::copy_file(b.kernel->initrd, b.initrd_copy, fs::copy_options::overwrite_existing);
+      // The booted initrd is the ESP's; a second copy in the root is dead weight (30 MiB
+      // for the minimal image) and, being generated rather than packaged, the part of
+      // the root most likely to change between builds, which would swell every delta.
+      fs::remove(b.kernel->initrd);
     }
   }
 }

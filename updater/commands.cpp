@@ -44,7 +44,8 @@ constexpr const char* kUsage =
     "  mark-good | mark-bad                  judge the booted slot\n"
     "  verify [a|b]                          re-hash a slot against its signed manifest\n"
     "  info BUNDLE|- [--json]                a bundle's manifest and signature status\n"
-    "  update [--check] [--json] [--reboot] [--channel URL] [--ca FILE]\n"
+    "  update [--check] [--json] [--reboot] [--channel URL] [--ca FILE] [--retries N]\n"
+    "         [--state-dir DIR] [--cache-dir DIR] [--config FILE] [--machine-id ID]\n"
     "                                        install the newest release of the channel in\n"
     "                                        /etc/osup/update.conf (a delta when it has one)\n"
     "\n"
@@ -152,7 +153,8 @@ json update_json(const UpdateOutcome& out) {
 }
 
 int cmd_update(const Globals& g, const std::vector<std::string>& args) {
-  CliArgs a("osup update", args, {"channel", "ca", "config", "state-dir", "cache-dir", "machine-id"},
+  CliArgs a("osup update", args,
+            {"channel", "ca", "config", "state-dir", "cache-dir", "machine-id", "retries"},
             {"check", "json", "reboot", "allow-downgrade"});
   a.expect_positionals(0, 0, "osup update [--check] [--json] [--reboot] [--channel URL]");
   const UpdateConfig conf = read_update_config(a.value_or("config", kUpdateConfigPath));
@@ -163,6 +165,13 @@ int cmd_update(const Globals& g, const std::vector<std::string>& args) {
          " or pass --channel URL");
   if (!is_url(o.channel_url)) fail("--channel wants an http:// or https:// URL, not '" + o.channel_url + "'");
   o.http.ca_file = a.value("ca").value_or(conf.ca.value_or(""));
+  if (auto n = a.value("retries")) {
+    int v = -1;
+    auto [end, ec] = std::from_chars(n->data(), n->data() + n->size(), v);
+    if (ec != std::errc() || end != n->data() + n->size() || v < 0 || v > 100)
+      fail("--retries wants a whole number 0-100, not '" + *n + "'");
+    o.http.max_attempts = v + 1;
+  }
   o.state_dir = a.value_or("state-dir", o.state_dir);
   o.cache_dir = a.value_or("cache-dir", o.cache_dir);
   o.machine_id = a.value("machine-id").value_or(read_machine_id());
