@@ -87,9 +87,14 @@ Session open_session(const Globals& g) {
   return s;
 }
 
-sig::TrustStore load_trust(const Globals& g, const OsupDisk& disk) {
+sig::TrustStore load_trust(const Globals& g) {
   if (g.keys) return sig::TrustStore::load_dir(*g.keys);
-  if (disk.offline) fail("working offline (--disk) needs --keys DIR with the public keys to trust");
+  if (g.discover.disk)
+    fail("working offline (--disk) needs --keys DIR with the public keys to trust");
+  if (!std::filesystem::exists(kDefaultKeys))  // `osup switch` asks first, before the disk
+    fail(std::string("no trusted keys: ") + kDefaultKeys +
+         " does not exist, so this is not a system built by osup-build; to work on a disk "
+         "image, give --disk IMG --keys DIR");
   return sig::TrustStore::load_dir(kDefaultKeys);
 }
 
@@ -134,12 +139,14 @@ int cmd_state(const Globals& g, const std::vector<std::string>& args) {
 int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
   CliArgs a("osup switch", args, {}, {"reboot", "allow-downgrade", "no-readback", "json"});
   a.expect_positionals(1, 1, "osup switch BUNDLE|- [--reboot] [--allow-downgrade]");
-  Session s = open_session(g);
-  DiskLock lock(s.disk.path, "switch", g.lock_wait);
-  sig::TrustStore trust = load_trust(g, s.disk);
   InstallOptions o{a.positionals()[0], a.flag("allow-downgrade"), !a.flag("no-readback"),
                    g.progress};
-  InstallResult r = install_bundle(s.disk, *s.boot, trust, o);
+  // The signature first, from the bundle's first two entries: a bundle signed by another key
+  // is refused at once, before the disk is found, its ESP read or its lock waited for.
+  VerifiedBundle bundle = open_verified_bundle(o.bundle, load_trust(g));
+  Session s = open_session(g);
+  DiskLock lock(s.disk.path, "switch", g.lock_wait);
+  InstallResult r = install_bundle(s.disk, *s.boot, bundle, o);
   if (a.flag("json")) {
     json j = {{"slot", layout::slot_name(r.slot)},
               {"version", r.version},
@@ -161,7 +168,7 @@ int cmd_rollback(const Globals& g, const std::vector<std::string>& args) {
   Session s = open_session(g);
   DiskLock lock(s.disk.path, "rollback", g.lock_wait);
   std::optional<sig::TrustStore> trust;
-  if (!a.flag("force")) trust = load_trust(g, s.disk);
+  if (!a.flag("force")) trust = load_trust(g);
   const layout::Slot target = rollback(s.disk, *s.boot, trust ? &*trust : nullptr, a.flag("force"));
   std::printf("slot %s boots next\n", layout::slot_name(target).c_str());
   if (a.flag("reboot")) reboot_now();
@@ -188,7 +195,7 @@ int cmd_verify(const Globals& g, const std::vector<std::string>& args) {
   Session s = open_session(g);
   layout::Slot slot = a.positionals().empty() ? current_slot(s.disk, *s.boot)
                                               : layout::parse_slot(a.positionals()[0]);
-  sig::TrustStore trust = load_trust(g, s.disk);
+  sig::TrustStore trust = load_trust(g);
   verify_slot(s.disk, slot, trust, g.progress);
   std::printf("slot %s verified\n", layout::slot_name(slot).c_str());
   return 0;
