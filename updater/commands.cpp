@@ -169,8 +169,14 @@ int cmd_rollback(const Globals& g, const std::vector<std::string>& args) {
   DiskLock lock(s.disk.path, "rollback", g.lock_wait);
   std::optional<sig::TrustStore> trust;
   if (!a.flag("force")) trust = load_trust(g);
-  const layout::Slot target = rollback(s.disk, *s.boot, trust ? &*trust : nullptr, a.flag("force"));
-  std::printf("slot %s boots next\n", layout::slot_name(target).c_str());
+  const RollbackResult r = rollback(s.disk, *s.boot, trust ? &*trust : nullptr, a.flag("force"));
+  const std::string what =
+      "slot " + layout::slot_name(r.slot) + (r.version.empty() ? "" : " (" + r.version + ")");
+  const char* then = a.flag("reboot") ? "rebooting" : "reboot to start it";
+  if (r.changed)
+    std::printf("rolled back: %s boots next; %s\n", what.c_str(), then);
+  else
+    std::printf("%s already boots next, nothing changed; %s\n", what.c_str(), then);
   if (a.flag("reboot")) reboot_now();
   return 0;
 }

@@ -140,8 +140,17 @@ TEST_CASE("switch, boot counting, mark-good and rollback on a real disk image", 
       CHECK(rig.esp_state().count("/loader/entries/osup-b.conf") == 1);
 
       // Rollback is metadata only: a becomes next, and back again.
-      REQUIRE(rig.osup({"rollback"}, "b").exit_code == 0);
+      r = rig.osup({"rollback"}, "b");
+      REQUIRE(r.exit_code == 0);
+      CHECK(r.out == "rolled back: slot a (tiny 1.0.0) boots next; reboot to start it\n");
       CHECK(rig.status()["next_boot"] == "a");
+      // Twice before the reboot: says so, and nothing on the ESP changes.
+      const auto esp_once = rig.esp_state();
+      r = rig.osup({"rollback"}, "b");
+      REQUIRE(r.exit_code == 0);
+      CHECK(r.out ==
+            "slot a (tiny 1.0.0) already boots next, nothing changed; reboot to start it\n");
+      CHECK(rig.esp_state() == esp_once);
       REQUIRE(rig.osup({"rollback"}, "a").exit_code == 0);
       CHECK(rig.status()["next_boot"] == "b");
       CHECK(rig.partition_hash("root-a") == root_a);
