@@ -1,5 +1,6 @@
 // What osup says when it cannot use what it was given, on real images and bundles made by
 // osup-build: one line naming the thing and what to do, a non-zero exit, and no delay.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -25,6 +26,8 @@ struct Rig {
   }
 };
 
+int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
 }  // namespace
 
 TEST_CASE("a bundle signed by another key is refused at once, before the disk is looked at",
@@ -44,4 +47,21 @@ TEST_CASE("a bundle signed by another key is refused at once, before the disk is
   CHECK(r.err == "osup: bundle signature does not match any trusted key (keys in " +
                      rig.key.trust_dir + "); was it signed with the right key?\n");
   CHECK(seconds < 10);
+}
+
+TEST_CASE("switch or info on a directory names it and the bundles in it", "[integration]") {
+  Rig rig;
+  const std::string mnt = rig.dir / "mnt";
+  fs::create_directories(mnt);
+  for (const std::string& cmd : {"switch", "info"}) {
+    RunResult r = rig.osup({cmd, mnt});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err == "osup: " + mnt + " is a directory, not a bundle; name the .osup file in it\n");
+  }
+  fs::copy_file(rig.v1.bundle, mnt + "/tiny-1.0.0-x86_64.osup");
+  RunResult r = rig.osup({"switch", mnt});
+  CHECK(r.exit_code == 1);
+  CHECK(lines(r.err) == 1);
+  CHECK_THAT(r.err,
+             Catch::EndsWith("name the .osup file in it; it holds tiny-1.0.0-x86_64.osup\n"));
 }
