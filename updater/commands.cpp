@@ -230,14 +230,20 @@ int cmd_info(const Globals& g, const std::vector<std::string>& args) {
   j["signature"] = sigj;
   if (a.flag("json")) {
     std::printf("%s\n", j.dump(2).c_str());
-    return 0;
+  } else {
+    std::printf("%s %s (%s), compatible %s\n", m.name.c_str(), m.version.c_str(), m.arch.c_str(),
+                m.compatible.c_str());
+    std::printf("signature: %s\n", sigj["status"].get<std::string>().c_str());
+    for (const Payload& p : m.payloads)
+      std::printf("  %-7s %10s  sha256 %s\n", to_string(p.kind).c_str(),
+                  format_size(p.size).c_str(), p.sha256.c_str());
   }
-  std::printf("%s %s (%s), compatible %s\n", m.name.c_str(), m.version.c_str(), m.arch.c_str(),
-              m.compatible.c_str());
-  std::printf("signature: %s\n", sigj["status"].get<std::string>().c_str());
-  for (const Payload& p : m.payloads)
-    std::printf("  %-7s %10s  sha256 %s\n", to_string(p.kind).c_str(), format_size(p.size).c_str(),
-                p.sha256.c_str());
+  // Shown, but a signature that does not verify fails the command (as osup-build inspect).
+  if (sigj["status"] == "untrusted") {
+    std::fflush(stdout);
+    fail("signature of " + path + " is untrusted: it does not match any key in " + *keys +
+         "; was it signed with the right key?");
+  }
   return 0;
 }
 

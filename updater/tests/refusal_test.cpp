@@ -49,6 +49,25 @@ TEST_CASE("a bundle signed by another key is refused at once, before the disk is
   CHECK(seconds < 10);
 }
 
+TEST_CASE("osup info says untrusted and fails for a bundle signed by another key",
+          "[integration]") {
+  Rig rig;
+  test::TestKey other = test::make_key(rig.dir / "other");
+  const auto foreign =
+      test::build_tiny_image(rig.dir.path(), Arch::x86_64, "2.0.0", other, "tiny", {}, "foreign");
+  RunResult r = rig.osup({"info", rig.v1.bundle});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("signature: valid\n"));
+
+  r = rig.osup({"info", foreign.bundle});
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.out, Catch::Contains("signature: untrusted\n"));
+  CHECK(r.err == "osup: signature of " + foreign.bundle +
+                     " is untrusted: it does not match any key in " + rig.key.trust_dir +
+                     "; was it signed with the right key?\n");
+}
+
 TEST_CASE("switch or info on a directory names it and the bundles in it", "[integration]") {
   Rig rig;
   const std::string mnt = rig.dir / "mnt";
