@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fd.h"
+#include "base/size.h"
 #include "format/gpt.h"
 #include "format/sha256.h"
 #include "tests/support/test_support.h"
@@ -269,6 +270,25 @@ TEST_CASE("image --no-disk writes only bundle and manifest and leaves a director
                      key.public_key, "--json"});
   INFO(i.err);
   CHECK(i.exit_code == 0);
+  CHECK(json::parse(i.out)["signature"]["status"] == "valid");
+
+  // Another key: shown as "untrusted" (the word osup info uses), and the command fails.
+  test::TestKey other = test::make_key(dir / "other");
+  for (const std::string& format : {"--json", "--text"}) {
+    std::vector<std::string> argv = {test::osup_build_exe(), "inspect",
+                                     dir / "o/nd-1.0-x86_64.osup", "--pubkey", other.public_key};
+    if (format == "--json") argv.push_back(format);
+    i = run(argv);
+    INFO(i.out << i.err);
+    CHECK(i.exit_code == 1);
+    if (format == "--json")
+      CHECK(json::parse(i.out)["signature"]["status"] == "untrusted");
+    else
+      CHECK_THAT(i.out, Catch::Contains("  signature: untrusted\n"));
+    CHECK(i.err == "osup-build: signature of " + dir / "o/nd-1.0-x86_64.osup" +
+                       " is untrusted: it does not verify with " + other.public_key +
+                       "; check that this is the key it was signed with\n");
+  }
 }
 
 TEST_CASE("image --incremental reuses the tree the hooks built, --overlay comes on top",
@@ -368,6 +388,25 @@ TEST_CASE("image --bundle-compression and the spec's bundle.compression choose t
   CHECK(payloads(dir / "o-zstd") ==
         std::map<std::string, std::string>{{"verity", "zstd root.verity.zst"},
                                            {"root", "zstd root.erofs.zst"}});
+  {  // inspect shows a .zst payload's size in the bundle and unpacked
+    const json ij = json::parse(
+        run_checked({test::osup_build_exe(), "inspect", dir / "o-zstd/b-1.0-x86_64.osup", "--json"})
+            .out);
+    json root;
+    for (const json& p : ij["manifest"]["payloads"])
+      if (p["name"] == "root") root = p;
+    REQUIRE(root.contains("stored_size"));
+    CHECK(root["stored_size"].get<uint64_t>() < root["size"].get<uint64_t>());
+    const std::string text =
+        run_checked({test::osup_build_exe(), "inspect", dir / "o-zstd/b-1.0-x86_64.osup"}).out;
+    const size_t at = text.find("    root    root.erofs.zst ");
+    REQUIRE(at != std::string::npos);
+    const std::string line = text.substr(at, text.find('\n', at) - at);
+    CHECK_THAT(line, Catch::Contains(" " + format_size(root["stored_size"].get<uint64_t>()) +
+                                     "  sha256 ") &&
+                         Catch::EndsWith("  (zstd; " + format_size(root["size"].get<uint64_t>()) +
+                                         " unpacked)"));
+  }
 
   // auto (the default): a root of mostly random data gains nothing from zstd and travels as it
   // is; its zero-padded verity tree does gain and is compressed. --progress bar shows why.
