@@ -262,6 +262,13 @@ TEST_CASE("image --no-disk writes only bundle and manifest and leaves a director
   REQUIRE(r.exit_code == 0);
   CHECK(r.out ==
         dir / "o/nd-1.0-x86_64.osup" + "\n" + dir / "o/nd-1.0-x86_64.manifest.json" + "\n");
+  // stderr is a pipe here, as in a CI log: still one line per stage, no progress bars.
+  CHECK_THAT(r.err,
+             Catch::Contains("osup-build: populating rootfs for x86_64\n") &&
+                 Catch::Contains("osup-build: packing root filesystem (erofs, lz4hc)\n") &&
+                 Catch::Contains("osup-build: computing dm-verity hash tree\n") &&
+                 Catch::Contains("osup-build: writing bundle " + dir / "o/nd-1.0-x86_64.osup\n"));
+  CHECK(r.err.find('\r') == std::string::npos);
   CHECK_FALSE(fs::exists(dir / "o/nd-1.0-x86_64.img"));
   CHECK_FALSE(fs::exists(dir / "o/.work-nd-1.0-x86_64"));
   CHECK(snapshot() == before);
@@ -376,9 +383,10 @@ TEST_CASE("image --bundle-compression and the spec's bundle.compression choose t
   };
   write_spec(dir / "none.json", R"({"name":"b","version":"1.0","rootfs":{"directory":"rootfs"},
     "disk":{"size":"320M","esp":"64M","slot":"64M"},"bundle":{"compression":"none"}})");
-  RunResult r = build(dir / "none.json", key, dir / "o-none", {"--no-disk"});
+  RunResult r = build(dir / "none.json", key, dir / "o-none", {"--no-disk", "--progress", "none"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
+  CHECK(r.err.empty());  // --progress none: not even the stage lines
   CHECK(payloads(dir / "o-none") ==
         std::map<std::string, std::string>{{"verity", "none root.verity"},
                                            {"root", "none root.erofs"}});
