@@ -205,6 +205,7 @@ TEST_CASE("bad bundles are refused before anything is written", "[integration]")
   auto v2 = rig.bundle("2.0.0");
   const auto esp_before = rig.esp_state();
   const std::string root_b = rig.partition_hash("root-b");
+  const std::string verity_b = rig.partition_hash("root-b-verity");
 
   auto expect_refused = [&](const std::string& bundle, const std::string& why,
                             std::vector<std::string> extra = {}) {
@@ -216,6 +217,8 @@ TEST_CASE("bad bundles are refused before anything is written", "[integration]")
     CHECK_THAT(r.err, Catch::Contains(why));
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);  // one line
     CHECK(rig.esp_state() == esp_before);
+    CHECK(rig.partition_hash("root-b") == root_b);  // refused before the first write
+    CHECK(rig.partition_hash("root-b-verity") == verity_b);
     CHECK(rig.status()["next_boot"] == "a");
   };
   auto copy_with = [&](const std::string& name, auto mutate) {
