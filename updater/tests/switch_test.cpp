@@ -344,12 +344,15 @@ TEST_CASE("switch installs a bundle with uncompressed payloads, and catches a ba
 TEST_CASE("two osup runs on one disk cannot interleave", "[integration]") {
   Rig rig(Arch::x86_64);
   auto v2 = rig.bundle("2.0.0");
-  // Hold the lock with a switch whose bundle arrives only after three seconds. Nothing in
-  // the background may keep run()'s pipes open, or run() would wait for it.
-  RunResult holder = run({"sh", "-c",
-                          "((sleep 3; cat '" + v2.bundle + "') 2>/dev/null | '" + test::osup_exe() +
-                              "' --disk '" + rig.v1.disk + "' --keys '" + rig.key.trust_dir +
-                              "' switch - > /dev/null 2>&1 &) ; sleep 0.5"});
+  // Hold the lock with a switch whose payloads arrive only after three seconds: its first
+  // 16 KiB (manifest and signature) come at once, so it verifies them and takes the lock,
+  // then waits for the rest. Nothing in the background may keep run()'s pipes open, or run()
+  // would wait for it.
+  RunResult holder =
+      run({"sh", "-c",
+           "((head -c 16384 '" + v2.bundle + "'; sleep 3; tail -c +16385 '" + v2.bundle +
+               "') 2>/dev/null | '" + test::osup_exe() + "' --disk '" + rig.v1.disk + "' --keys '" +
+               rig.key.trust_dir + "' switch - > /dev/null 2>&1 &) ; sleep 0.5"});
   REQUIRE(holder.exit_code == 0);
   // Out of patience: a clear error that says who holds the disk.
   RunResult impatient = rig.osup({"--lock-wait", "0.3", "switch", v2.bundle});
