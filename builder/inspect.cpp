@@ -165,8 +165,7 @@ void print_manifest(FILE* out, const json& m, const std::string& indent) {
     const bool packed = p["compression"] != "none" && p.contains("stored_size");
     const uint64_t size = packed ? p["stored_size"].get<uint64_t>() : p["size"].get<uint64_t>();
     const std::string unpacked = packed ? "  (" + p["compression"].get<std::string>() + "; " +
-                                              format_size(p["size"].get<uint64_t>()) +
-                                              " unpacked)"
+                                              format_size(p["size"].get<uint64_t>()) + " unpacked)"
                                         : "";
     std::fprintf(out, "%s  %-7s %-20s %10s  sha256 %s%s\n", indent.c_str(),
                  p["name"].get<std::string>().c_str(), p["file"].get<std::string>().c_str(),
