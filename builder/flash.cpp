@@ -7,6 +7,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <set>
 #include <vector>
@@ -27,9 +28,15 @@ constexpr size_t kChunk = size_t{8} * 1024 * 1024;
 // If DEVICE, a partition of it, or anything stacked on those is mounted, writing it would
 // pull the rug from under that file system.
 void refuse_if_mounted(const std::string& device, dev_t target) {
-  if (auto m = blockdev::mount_in_use(target, blockdev::read_mountinfo()))
-    fail(device + " is in use: " + blockdev::devno_string(m->device) + " is mounted on " +
-         m->mount_point + "; unmount it first");
+  if (auto m = blockdev::mount_in_use(target, blockdev::read_mountinfo())) {
+    // Named as the user knows it (/dev/loop2p6), not by its device number.
+    const auto name = blockdev::sysfs_name(m->device);
+    const std::string what = name                             ? "/dev/" + *name
+                             : m->source.starts_with("/dev/") ? m->source
+                                                              : blockdev::devno_string(m->device);
+    fail(device + " is in use: " + what + " is mounted on " + m->mount_point +
+         "; unmount it first");
+  }
 }
 
 void refuse_if_system_disk(const std::string& device, dev_t target) {
@@ -77,9 +84,26 @@ Digest hash_extents(int fd, const std::vector<Extent>& extents, const std::strin
   return h.finish();
 }
 
+// Copies the extents of the image (fd `in`) to the same offsets of the target.
+void copy_extents(int in, const std::string& image, int out, const std::string& device,
+                  const std::vector<Extent>& extents, Progress& progress) {
+  std::vector<std::byte> buf(kChunk);
+  for (const auto& e : extents) {
+    for (uint64_t done = 0; done < e.length;) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, e.length - done));
+      const size_t got = pread_full(in, std::span(buf.data(), want), e.offset + done, image);
+      if (got != want) fail("read " + image + ": file shrank while flashing");
+      pwrite_all(out, std::span<const std::byte>(buf.data(), got), e.offset + done, device);
+      done += got;
+      progress.advance(got);
+    }
+  }
+}
+
 }  // namespace
 
-void flash(const std::string& image, const std::string& device, const FlashOptions& options) {
+FlashResult flash(const std::string& image, const std::string& device,
+                  const FlashOptions& options) {
   UniqueFd in = open_file(image, O_RDONLY | O_CLOEXEC);
   struct stat ist {};
   if (::fstat(in.get(), &ist) < 0) fail_errno("stat " + image, errno);
@@ -106,11 +130,19 @@ void flash(const std::string& image, const std::string& device, const FlashOptio
   }
   confirm(image, device, options);
 
-  // O_EXCL on a block device: the kernel refuses if anything mounted or holds it.
+  // O_EXCL on a block device: the kernel refuses if anything mounted or holds it. A regular
+  // file is treated like a disk: emptied (no old bytes in the image's holes), but it keeps
+  // its size when that is larger than the image, as a bigger disk would.
   UniqueFd out = block ? open_file(device, O_RDWR | O_EXCL | O_CLOEXEC)
                        : open_file(device, O_RDWR | O_TRUNC | O_CLOEXEC);
-  if (!block && ::ftruncate(out.get(), static_cast<off_t>(image_size)) < 0)
-    fail_errno("resize " + device, errno);
+  FlashResult result{.image_size = image_size, .target_size = image_size};
+  if (!block) {
+    result.target_size = std::max(image_size, static_cast<uint64_t>(dst.st_size));
+    if (::ftruncate(out.get(), static_cast<off_t>(result.target_size)) < 0)
+      fail_errno("resize " + device, errno);
+  } else {
+    result.target_size = fd_size(out.get(), device);
+  }
 
   std::vector<Extent> extents;
   uint64_t data_bytes = 0;
@@ -118,21 +150,11 @@ void flash(const std::string& image, const std::string& device, const FlashOptio
     extents.push_back({off, len});
     data_bytes += len;
   });
+  result.data_bytes = data_bytes;
 
   with_context("writing " + device, [&] {
     Progress progress("writing " + device, data_bytes, options.progress);
-    std::vector<std::byte> buf(kChunk);
-    for (const auto& e : extents) {
-      for (uint64_t done = 0; done < e.length;) {
-        const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, e.length - done));
-        const size_t got =
-            pread_full(in.get(), std::span(buf.data(), want), e.offset + done, image);
-        if (got != want) fail("read " + image + ": file shrank while flashing");
-        pwrite_all(out.get(), std::span<const std::byte>(buf.data(), got), e.offset + done, device);
-        done += got;
-        progress.advance(got);
-      }
-    }
+    copy_extents(in.get(), image, out.get(), device, extents, progress);
     fsync_fd(out.get(), device);
     progress.finish();
   });
@@ -151,6 +173,16 @@ void flash(const std::string& image, const std::string& device, const FlashOptio
 
   // Let the kernel see the new partitions (fails harmlessly on devices without partitions).
   if (block) (void)::ioctl(out.get(), BLKRRPART, 0);
+  return result;
+}
+
+std::string describe(const FlashResult& r, const std::string& image, const std::string& device) {
+  std::string line = "wrote " + image + " to " + device + " (" + format_size(r.data_bytes) +
+                     " of data) and read it back: identical";
+  if (r.target_size > r.image_size)
+    line += "; " + device + " is " + format_size(r.target_size) + ", the image " +
+            format_size(r.image_size) + ": the data partition grows to fill it on first boot";
+  return line;
 }
 
 }  // namespace osup::build

@@ -1,9 +1,13 @@
 #include "builder/inspect.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <fcntl.h>
 
 #include <array>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <vector>
 
 #include "base/error.h"
@@ -55,13 +59,30 @@ json manifest_summary(const Manifest& m) {
           {"payloads", payloads}};
 }
 
-// "valid (key abcd…)", "invalid", or "not checked" without --pubkey.
+// "valid", "untrusted" (the word `osup info` uses too: it does not verify with the key),
+// or "not checked" without --pubkey.
 json signature_status(const std::string& manifest, const std::string& signature,
                       const InspectOptions& opts) {
   if (!opts.pubkey) return {{"status", "not checked"}, {"hint", "pass --pubkey to check it"}};
   sig::PublicKey key = sig::PublicKey::load(*opts.pubkey);
   bool ok = key.verify(manifest, signature);
-  return {{"status", ok ? "valid" : "invalid"}, {"key_id", key.key_id()}};
+  return {{"status", ok ? "valid" : "untrusted"}, {"key_id", key.key_id()}};
+}
+
+// The size of each tar entry as stored in the bundle (compressed, for a .zst payload).
+std::map<std::string, uint64_t> stored_sizes(const std::string& file) {
+  std::unique_ptr<archive, int (*)(archive*)> a(archive_read_new(), archive_read_free);
+  archive_read_support_format_tar(a.get());
+  if (archive_read_open_filename(a.get(), file.c_str(), 64 << 10) != ARCHIVE_OK)
+    fail("reading " + file + ": " + archive_error_string(a.get()));
+  std::map<std::string, uint64_t> sizes;
+  archive_entry* e = nullptr;
+  while (archive_read_next_header(a.get(), &e) == ARCHIVE_OK) {
+    if (const char* name = archive_entry_pathname(e))
+      sizes[name] = static_cast<uint64_t>(archive_entry_size(e));
+    archive_read_data_skip(a.get());
+  }
+  return sizes;
 }
 
 json inspect_bundle(const std::string& file, const InspectOptions& opts) {
@@ -70,6 +91,10 @@ json inspect_bundle(const std::string& file, const InspectOptions& opts) {
   reader.read_header();
   Manifest m = reader.parse_unverified();
   json j = {{"type", "bundle"}, {"file", file}, {"manifest", manifest_summary(m)}};
+  const std::map<std::string, uint64_t> stored = stored_sizes(file);
+  for (json& p : j["manifest"]["payloads"])
+    if (auto it = stored.find(p["file"].get<std::string>()); it != stored.end())
+      p["stored_size"] = it->second;
   j["signature"] = signature_status(reader.manifest_bytes(), reader.signature(), opts);
   if (j["signature"]["status"] == "valid") {
     // A valid signature vouches only for the manifest; hash every payload against it too.
@@ -135,11 +160,18 @@ void print_manifest(FILE* out, const json& m, const std::string& indent) {
   std::string kv = m["kernel_version"];
   std::fprintf(out, "%skernel %s\n", indent.c_str(),
                kv.empty() ? "(none: not bootable)" : kv.c_str());
-  for (const auto& p : m["payloads"])
-    std::fprintf(out, "%s  %-7s %-20s %10s  sha256 %s\n", indent.c_str(),
+  for (const auto& p : m["payloads"]) {
+    // A compressed payload: its size in the bundle (next to its .zst name), then unpacked.
+    const bool packed = p["compression"] != "none" && p.contains("stored_size");
+    const uint64_t size = packed ? p["stored_size"].get<uint64_t>() : p["size"].get<uint64_t>();
+    const std::string unpacked = packed ? "  (" + p["compression"].get<std::string>() + "; " +
+                                              format_size(p["size"].get<uint64_t>()) + " unpacked)"
+                                        : "";
+    std::fprintf(out, "%s  %-7s %-20s %10s  sha256 %s%s\n", indent.c_str(),
                  p["name"].get<std::string>().c_str(), p["file"].get<std::string>().c_str(),
-                 format_size(p["size"].get<uint64_t>()).c_str(),
-                 p["sha256"].get<std::string>().substr(0, 16).c_str());
+                 format_size(size).c_str(), p["sha256"].get<std::string>().substr(0, 16).c_str(),
+                 unpacked.c_str());
+  }
 }
 
 void print_text(FILE* out, const json& j) {
@@ -185,6 +217,17 @@ void inspect(const std::string& file, const InspectOptions& opts, FILE* out) {
     std::fprintf(out, "%s\n", j.dump(2).c_str());
   else
     print_text(out, j);
+  std::fflush(out);
+  // What was asked for is shown; a signature that does not verify still fails the command.
+  std::vector<std::string> untrusted;
+  if (j.contains("signature") && j["signature"]["status"] == "untrusted") untrusted.push_back(file);
+  if (j.contains("slots"))
+    for (const auto& [name, s] : j["slots"].items())
+      if (s.contains("signature") && s["signature"]["status"] == "untrusted")
+        untrusted.push_back("slot " + name + " of " + file);
+  if (!untrusted.empty())
+    fail("signature of " + untrusted.front() + " is untrusted: it does not verify with " +
+         *opts.pubkey + "; check that this is the key it was signed with");
 }
 
 }  // namespace osup::build

@@ -15,6 +15,8 @@ struct InspectOptions {
 
 // Describes FILE (a bundle or a GPT disk image) as JSON; the text form is rendered from it.
 [[nodiscard]] nlohmann::json inspect_json(const std::string& file, const InspectOptions& opts);
+// Prints it to OUT; then throws when a signature is "untrusted" (does not verify with
+// --pubkey), so the command exits non-zero after showing what it found.
 void inspect(const std::string& file, const InspectOptions& opts, FILE* out);
 
 }  // namespace osup::build

@@ -97,7 +97,10 @@ int cmd_flash(const std::vector<std::string>& args) {
   build::FlashOptions o;
   o.yes = a.flag("yes");
   o.progress = parse_progress_mode(a.value_or("progress", "auto"));
-  build::flash(a.positionals()[0], a.positionals()[1], o);
+  const std::string& image = a.positionals()[0];
+  const std::string& device = a.positionals()[1];
+  const build::FlashResult r = build::flash(image, device, o);
+  std::printf("%s\n", build::describe(r, image, device).c_str());
   return 0;
 }
 

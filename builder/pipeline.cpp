@@ -40,12 +40,12 @@ namespace fs = std::filesystem;
 namespace osup::build {
 namespace {
 
-// Steps are announced on a terminal only; scripts and CI see warnings and errors alone.
+// One line per stage on stderr, on a terminal and in logs alike (a CI log of a long build
+// shows where it is); `--progress none` and `json` (for programs) leave them out.
 class StepLog {
  public:
   explicit StepLog(ProgressMode mode)
-      : on_(mode == ProgressMode::bar ||
-            (mode == ProgressMode::automatic && ::isatty(STDERR_FILENO))) {}
+      : on_(mode == ProgressMode::bar || mode == ProgressMode::automatic) {}
   void step(const std::string& text) const {
     if (on_) std::fprintf(stderr, "osup-build: %s\n", text.c_str());
   }

@@ -1,7 +1,8 @@
 # Installation of the boot integration (systemd units, health checks, dracut module) and
 # the Debian package (CPack DEB) holding osup, osup-build and that integration.
 #
-#   cmake --build B --target package     -> B/osup_<version>_<amd64|arm64>.deb
+#   cmake --build B --target osup osup-build package   -> B/osup_<version>_<amd64|arm64>.deb
+#     (packaging does not build "all" first: name the two tools; see CMakeLists.txt)
 #   cmake --install B --component boot --prefix /usr   -> only the boot integration
 #     (what an image needs besides the binaries, e.g. to lay out a rootfs by hand)
 #

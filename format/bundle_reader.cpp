@@ -20,6 +20,10 @@ namespace osup {
 namespace {
 
 constexpr size_t kReadBlock = 256 << 10;  // what the reader asks the source for at a time
+// Until the signature is read: one tar block at a time, so checking it reads the manifest
+// and signature entries and no payload byte (a bundle signed by another key is refused having
+// read a few KiB, whatever the source: a file, a pipe, a network stream).
+constexpr size_t kHeaderReadBlock = 512;
 
 }  // namespace
 
@@ -30,6 +34,7 @@ struct BundleReader::Impl {
   std::vector<std::byte> block = std::vector<std::byte>(kReadBlock);  // what libarchive reads into
   std::exception_ptr source_error;  // thrown by src inside a libarchive callback
   bool header_read = false, broken = false, at_end = false;
+  bool signature_read = false;  // from here on, reads of kReadBlock
   std::string manifest_bytes, signature;
   std::optional<Manifest> manifest;  // set by verify()
   // The payload being read.
@@ -61,7 +66,9 @@ struct BundleReader::Impl {
     auto* r = static_cast<Impl*>(self);
     try {
       *out = r->block.data();
-      return static_cast<la_ssize_t>(r->src->read(r->block));
+      const std::span<std::byte> want =
+          r->signature_read ? std::span(r->block) : std::span(r->block).first(kHeaderReadBlock);
+      return static_cast<la_ssize_t>(r->src->read(want));
     } catch (...) {
       r->source_error = std::current_exception();
       archive_set_error(a, EIO, "read error");
@@ -283,6 +290,7 @@ struct BundleReader::Impl {
       fail(name + " is not a signed osup bundle: second entry is '" + printable(second) +
            "', expected manifest.json.sig");
     signature = read_small(e, kMaxSignatureSize, kSignatureEntry);
+    signature_read = true;
   }
 };
 

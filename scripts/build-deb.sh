@@ -2,7 +2,8 @@
 # Builds the osup Debian package for one architecture and prints the .deb's path (the
 # only thing on stdout; build output goes to stderr). Incremental: reuses the build dir.
 #   scripts/build-deb.sh [x86_64|aarch64]
-#   x86_64:  native build in $OSUP_BUILD_DIR (default build/), tests included
+#   x86_64:  native build in $OSUP_BUILD_DIR (default build/): only osup and osup-build,
+#            what the package holds (the test suites are not compiled for it)
 #   aarch64: cross build with the "aarch64" CMake preset in build-aarch64/ (tests off);
 #            needs the cross toolchain and :arm64 -dev packages (scripts/install-deps.sh)
 set -euo pipefail
@@ -14,8 +15,9 @@ case "$arch" in
   x86_64)
     build=${OSUP_BUILD_DIR:-build}
     [ -f "$build/CMakeCache.txt" ] || cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
-    # cpack installs after building "all"; build it first, in parallel.
-    cmake --build "$build" -j"$jobs" >&2
+    # What the package holds; cpack then packs them without building "all" (the test
+    # suites), see CMAKE_SKIP_INSTALL_ALL_DEPENDENCY in CMakeLists.txt.
+    cmake --build "$build" -j"$jobs" --target osup osup-build >&2
     cpack_args=(--config "$build/CPackConfig.cmake" -B "$build") ;;
   aarch64)
     if ! command -v aarch64-linux-gnu-g++ >/dev/null ||

@@ -22,8 +22,9 @@ fi
 
 build=${OSUP_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-# The host build gives osup-build (and, for x86_64, the package's binaries).
-cmake --build "$build" -j"$(nproc)"
+# The host build gives osup-build (and, for x86_64, the package's binaries): the two tools
+# only, not the test suites (scripts/test.sh builds those).
+cmake --build "$build" -j"$(nproc)" --target osup osup-build
 
 deb=$(OSUP_BUILD_DIR="$build" ./scripts/build-deb.sh "$arch")
 

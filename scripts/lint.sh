@@ -72,10 +72,13 @@ if [ "$skip" != tidy ]; then
   mapfile -t in_db < <(python3 -c 'import json, os, sys
 for e in json.load(open(sys.argv[1])):
     print(os.path.normpath(os.path.join(e["directory"], e["file"])))' "$db" | sort -u)
+  in_db_text=$(printf '%s\n' "${in_db[@]}")
   files=() missing=()
   for f in "${sources[@]}"; do
     [[ $f == *.cpp ]] || continue
-    if printf '%s\n' "${in_db[@]}" | grep -qxF "$repo/$f"; then
+    # From a here-string: `printf | grep -q` fails under pipefail when grep stops reading
+    # early and printf gets SIGPIPE (files were reported missing at random).
+    if grep -qxF "$repo/$f" <<<"$in_db_text"; then
       files+=("$repo/$f")
     elif [[ $f != */fuzz/* ]]; then
       missing+=("$f")

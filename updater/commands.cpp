@@ -95,9 +95,14 @@ Session open_session(const Globals& g) {
   return s;
 }
 
-sig::TrustStore load_trust(const Globals& g, const OsupDisk& disk) {
+sig::TrustStore load_trust(const Globals& g) {
   if (g.keys) return sig::TrustStore::load_dir(*g.keys);
-  if (disk.offline) fail("working offline (--disk) needs --keys DIR with the public keys to trust");
+  if (g.discover.disk)
+    fail("working offline (--disk) needs --keys DIR with the public keys to trust");
+  if (!std::filesystem::exists(kDefaultKeys))  // `osup switch` asks first, before the disk
+    fail(std::string("no trusted keys: ") + kDefaultKeys +
+         " does not exist, so this is not a system built by osup-build; to work on a disk "
+         "image, give --disk IMG --keys DIR");
   return sig::TrustStore::load_dir(kDefaultKeys);
 }
 
@@ -181,7 +186,7 @@ int cmd_update(const Globals& g, const std::vector<std::string>& args) {
   Session s = open_session(g);
   std::optional<DiskLock> lock;
   if (!o.check_only) lock.emplace(s.disk.path, "update", g.lock_wait);
-  sig::TrustStore trust = load_trust(g, s.disk);
+  sig::TrustStore trust = load_trust(g);
   const bool json_out = a.flag("json");
   UpdateOutcome out = run_update(s.disk, *s.boot, trust, o,
                                  [&](const UpdatePlan& p) { print_plan(p, json_out); });
@@ -229,20 +234,8 @@ int cmd_state(const Globals& g, const std::vector<std::string>& args) {
   return 0;
 }
 
-int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
-  CliArgs a("osup switch", args, {}, {"reboot", "allow-downgrade", "no-readback", "json"});
-  a.expect_positionals(1, 1, "osup switch BUNDLE|- [--reboot] [--allow-downgrade]");
-  Session s = open_session(g);
-  DiskLock lock(s.disk.path, "switch", g.lock_wait);
-  sig::TrustStore trust = load_trust(g, s.disk);
-  const std::string& what = a.positionals()[0];
-  InstallResult r = is_delta_file(what)
-                        ? install_delta(s.disk, *s.boot, trust,
-                                        DeltaInstallOptions{what, a.flag("allow-downgrade"), g.progress})
-                        : install_bundle(s.disk, *s.boot, trust,
-                                         InstallOptions{what, a.flag("allow-downgrade"),
-                                                        !a.flag("no-readback"), g.progress});
-  if (a.flag("json")) {
+void print_installed(const InstallResult& r, const BootControl& boot, bool json_out) {
+  if (json_out) {
     json j = {{"slot", layout::slot_name(r.slot)},
               {"version", r.version},
               {"root_bytes", r.root_bytes},
@@ -251,8 +244,32 @@ int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("installed %s into slot %s; it boots next (%d tries)\n", r.version.c_str(),
-                layout::slot_name(r.slot).c_str(), s.boot->slot(r.slot).tries_left);
+                layout::slot_name(r.slot).c_str(), boot.slot(r.slot).tries_left);
   }
+}
+
+int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
+  CliArgs a("osup switch", args, {}, {"reboot", "allow-downgrade", "no-readback", "json"});
+  a.expect_positionals(1, 1, "osup switch BUNDLE|- [--reboot] [--allow-downgrade]");
+  const std::string& what = a.positionals()[0];
+  if (is_delta_file(what)) {
+    Session s = open_session(g);
+    DiskLock lock(s.disk.path, "switch", g.lock_wait);
+    InstallResult r = install_delta(s.disk, *s.boot, load_trust(g),
+                                    DeltaInstallOptions{what, a.flag("allow-downgrade"), g.progress});
+    print_installed(r, *s.boot, a.flag("json"));
+    if (a.flag("reboot")) reboot_now();
+    return 0;
+  }
+  InstallOptions o{a.positionals()[0], a.flag("allow-downgrade"), !a.flag("no-readback"),
+                   g.progress};
+  // The signature first, from the bundle's first two entries: a bundle signed by another key
+  // is refused at once, before the disk is found, its ESP read or its lock waited for.
+  VerifiedBundle bundle = open_verified_bundle(o.bundle, load_trust(g));
+  Session s = open_session(g);
+  DiskLock lock(s.disk.path, "switch", g.lock_wait);
+  InstallResult r = install_bundle(s.disk, *s.boot, bundle, o);
+  print_installed(r, *s.boot, a.flag("json"));
   if (a.flag("reboot")) reboot_now();
   return 0;
 }
@@ -263,9 +280,15 @@ int cmd_rollback(const Globals& g, const std::vector<std::string>& args) {
   Session s = open_session(g);
   DiskLock lock(s.disk.path, "rollback", g.lock_wait);
   std::optional<sig::TrustStore> trust;
-  if (!a.flag("force")) trust = load_trust(g, s.disk);
-  const layout::Slot target = rollback(s.disk, *s.boot, trust ? &*trust : nullptr, a.flag("force"));
-  std::printf("slot %s boots next\n", layout::slot_name(target).c_str());
+  if (!a.flag("force")) trust = load_trust(g);
+  const RollbackResult r = rollback(s.disk, *s.boot, trust ? &*trust : nullptr, a.flag("force"));
+  const std::string what =
+      "slot " + layout::slot_name(r.slot) + (r.version.empty() ? "" : " (" + r.version + ")");
+  const char* then = a.flag("reboot") ? "rebooting" : "reboot to start it";
+  if (r.changed)
+    std::printf("rolled back: %s boots next; %s\n", what.c_str(), then);
+  else
+    std::printf("%s already boots next, nothing changed; %s\n", what.c_str(), then);
   if (a.flag("reboot")) reboot_now();
   return 0;
 }
@@ -290,7 +313,7 @@ int cmd_verify(const Globals& g, const std::vector<std::string>& args) {
   Session s = open_session(g);
   layout::Slot slot = a.positionals().empty() ? current_slot(s.disk, *s.boot)
                                               : layout::parse_slot(a.positionals()[0]);
-  sig::TrustStore trust = load_trust(g, s.disk);
+  sig::TrustStore trust = load_trust(g);
   verify_slot(s.disk, slot, trust, g.progress);
   std::printf("slot %s verified\n", layout::slot_name(slot).c_str());
   return 0;
@@ -319,14 +342,20 @@ int cmd_info(const Globals& g, const std::vector<std::string>& args) {
   j["signature"] = sigj;
   if (a.flag("json")) {
     std::printf("%s\n", j.dump(2).c_str());
-    return 0;
+  } else {
+    std::printf("%s %s (%s), compatible %s\n", m.name.c_str(), m.version.c_str(), m.arch.c_str(),
+                m.compatible.c_str());
+    std::printf("signature: %s\n", sigj["status"].get<std::string>().c_str());
+    for (const Payload& p : m.payloads)
+      std::printf("  %-7s %10s  sha256 %s\n", to_string(p.kind).c_str(),
+                  format_size(p.size).c_str(), p.sha256.c_str());
   }
-  std::printf("%s %s (%s), compatible %s\n", m.name.c_str(), m.version.c_str(), m.arch.c_str(),
-              m.compatible.c_str());
-  std::printf("signature: %s\n", sigj["status"].get<std::string>().c_str());
-  for (const Payload& p : m.payloads)
-    std::printf("  %-7s %10s  sha256 %s\n", to_string(p.kind).c_str(), format_size(p.size).c_str(),
-                p.sha256.c_str());
+  // Shown, but a signature that does not verify fails the command (as osup-build inspect).
+  if (sigj["status"] == "untrusted") {
+    std::fflush(stdout);
+    fail("signature of " + path + " is untrusted: it does not match any key in " + *keys +
+         "; was it signed with the right key?");
+  }
   return 0;
 }
 

@@ -121,17 +121,29 @@ class SlotWriter {
 
 }  // namespace
 
+VerifiedBundle open_verified_bundle(const std::string& what, const sig::TrustStore& trust) {
+  VerifiedBundle b;
+  b.source = open_bundle_source(what);
+  b.reader = std::make_unique<BundleReader>(*b.source);
+  b.manifest = b.reader->verify(trust);
+  return b;
+}
+
 InstallResult install_bundle(OsupDisk& disk, BootControl& boot, const sig::TrustStore& trust,
+                             const InstallOptions& opts) {
+  VerifiedBundle bundle = open_verified_bundle(opts.bundle, trust);
+  return install_bundle(disk, boot, bundle, opts);
+}
+
+InstallResult install_bundle(OsupDisk& disk, BootControl& boot, VerifiedBundle& bundle,
                              const InstallOptions& opts) {
   const layout::Slot cur = current_slot(disk, boot);
   const layout::Slot target = layout::other(cur);
   const std::string target_name = std::string("slot ") + layout::slot_char(target);
-
-  const std::unique_ptr<ByteSource> source = open_bundle_source(opts.bundle);
-  BundleReader reader(*source);
-  reader.read_header();
-  // Nothing is written before the signature, arch, compatibility, version and sizes pass.
-  const Manifest m = reader.verify(trust);
+  BundleReader& reader = *bundle.reader;
+  const Manifest& m = bundle.manifest;
+  // Nothing is written before the signature (checked already), arch, compatibility,
+  // version, kernel and sizes pass.
   check_compatible(disk, m, slot_manifest(disk, cur), opts.allow_downgrade);
   check_fits(disk, m, target);
 

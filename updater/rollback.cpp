@@ -5,8 +5,8 @@
 
 namespace osup {
 
-layout::Slot rollback(const OsupDisk& disk, BootControl& boot, const sig::TrustStore* trust,
-                      bool force) {
+RollbackResult rollback(const OsupDisk& disk, BootControl& boot, const sig::TrustStore* trust,
+                        bool force) {
   const layout::Slot target = layout::other(current_slot(disk, boot));
   const std::string name = std::string("slot ") + layout::slot_char(target);
   const SlotBoot b = boot.slot(target);
@@ -14,6 +14,7 @@ layout::Slot rollback(const OsupDisk& disk, BootControl& boot, const sig::TrustS
   if (b.state == SlotState::bad && !force)
     fail("cannot roll back: " + name +
          " is marked bad (it failed to boot); pass --force to try it anyway");
+  RollbackResult result{target, "", true};
   if (!force) {
     if (!trust) fail("cannot roll back: no trusted keys to check " + name + " with");
     // Only a version whose signature and hash tree still check out is worth booting.
@@ -21,9 +22,17 @@ layout::Slot rollback(const OsupDisk& disk, BootControl& boot, const sig::TrustS
                                     [&] { return verified_slot_manifest(disk, target, *trust); });
     with_context("cannot roll back: " + name + "'s verity tree",
                  [&] { check_slot_tree(disk, target, m); });
+    result.version = m.name + " " + m.version;
+  } else {
+    try {  // only for the message: --force may be rolling back to a slot that is damaged
+      if (auto m = slot_manifest(disk, target)) result.version = m->name + " " + m->version;
+    } catch (const Error&) {
+    }
   }
-  boot.make_first(target);
-  return target;
+  // Run twice, the second rollback finds nothing to do.
+  result.changed = !(boot.next_boot() == target && b.state == SlotState::good);
+  if (result.changed) boot.make_first(target);
+  return result;
 }
 
 }  // namespace osup

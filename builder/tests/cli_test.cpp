@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fd.h"
+#include "base/size.h"
 #include "format/gpt.h"
 #include "format/sha256.h"
 #include "tests/support/test_support.h"
@@ -186,7 +187,8 @@ TEST_CASE("osup-build gives one-line errors for bad input", "[integration]") {
     INFO(r.err);
     CHECK(r.exit_code != 0);
     CHECK_THAT(r.err, Catch::Contains(what));
-    // One error line (warnings about the test rootfs having no kernel may precede it).
+    // One error line (warnings about the test rootfs having no kernel may precede it; the
+    // builds below pass --progress none, so no stage lines).
     size_t errors = 0, at = 0;
     for (size_t nl; (nl = r.err.find('\n', at)) != std::string::npos; at = nl + 1)
       if (r.err.compare(at, 21, "osup-build: warning: ") != 0) ++errors;
@@ -201,10 +203,11 @@ TEST_CASE("osup-build gives one-line errors for bad input", "[integration]") {
   expect_error(build(dir / "bad.json", key, dir / "o"), "disk.size");
   write_spec(dir / "small.json", R"({"name":"e","version":"1.0","rootfs":{"directory":"rootfs"},
     "disk":{"size":"200M","esp":"64M","slot":"64M"}})");
-  RunResult small = build(dir / "small.json", key, dir / "o");
+  RunResult small = build(dir / "small.json", key, dir / "o", {"--progress", "none"});
   expect_error(small, "too small");
   CHECK_THAT(small.err, Catch::Contains("MiB"));
-  expect_error(build(dir / "ok.json", key, dir / "o", {"--arch", "aarch64"}), "aarch64");
+  expect_error(build(dir / "ok.json", key, dir / "o", {"--arch", "aarch64", "--progress", "none"}),
+               "aarch64");
   expect_error(run({test::osup_build_exe(), "image", dir / "ok.json", "--key", dir / "nokey.pem",
                     "--out", dir / "o"}),
                "nokey.pem");
@@ -217,7 +220,8 @@ TEST_CASE("osup-build gives one-line errors for bad input", "[integration]") {
   for (const auto& e : fs::directory_iterator("/usr/bin"))
     if (e.path().filename() != "mkfs.erofs")
       fs::create_symlink(e.path(), dir / "bin" / e.path().filename());
-  RunResult r = build(dir / "ok.json", key, dir / "o", {}, {{"PATH", dir / "bin"}});
+  RunResult r =
+      build(dir / "ok.json", key, dir / "o", {"--progress", "none"}, {{"PATH", dir / "bin"}});
   expect_error(r, "erofs-utils");
 }
 
@@ -261,6 +265,13 @@ TEST_CASE("image --no-disk writes only bundle and manifest and leaves a director
   REQUIRE(r.exit_code == 0);
   CHECK(r.out ==
         dir / "o/nd-1.0-x86_64.osup" + "\n" + dir / "o/nd-1.0-x86_64.manifest.json" + "\n");
+  // stderr is a pipe here, as in a CI log: still one line per stage, no progress bars.
+  CHECK_THAT(r.err,
+             Catch::Contains("osup-build: populating rootfs for x86_64\n") &&
+                 Catch::Contains("osup-build: packing root filesystem (erofs, lz4hc)\n") &&
+                 Catch::Contains("osup-build: computing dm-verity hash tree\n") &&
+                 Catch::Contains("osup-build: writing bundle " + dir / "o/nd-1.0-x86_64.osup\n"));
+  CHECK(r.err.find('\r') == std::string::npos);
   CHECK_FALSE(fs::exists(dir / "o/nd-1.0-x86_64.img"));
   CHECK_FALSE(fs::exists(dir / "o/.work-nd-1.0-x86_64"));
   CHECK(snapshot() == before);
@@ -269,6 +280,25 @@ TEST_CASE("image --no-disk writes only bundle and manifest and leaves a director
                      key.public_key, "--json"});
   INFO(i.err);
   CHECK(i.exit_code == 0);
+  CHECK(json::parse(i.out)["signature"]["status"] == "valid");
+
+  // Another key: shown as "untrusted" (the word osup info uses), and the command fails.
+  test::TestKey other = test::make_key(dir / "other");
+  for (const std::string& format : {"--json", "--text"}) {
+    std::vector<std::string> argv = {test::osup_build_exe(), "inspect",
+                                     dir / "o/nd-1.0-x86_64.osup", "--pubkey", other.public_key};
+    if (format == "--json") argv.push_back(format);
+    i = run(argv);
+    INFO(i.out << i.err);
+    CHECK(i.exit_code == 1);
+    if (format == "--json")
+      CHECK(json::parse(i.out)["signature"]["status"] == "untrusted");
+    else
+      CHECK_THAT(i.out, Catch::Contains("  signature: untrusted\n"));
+    CHECK(i.err == "osup-build: signature of " + dir / "o/nd-1.0-x86_64.osup" +
+                       " is untrusted: it does not verify with " + other.public_key +
+                       "; check that this is the key it was signed with\n");
+  }
 }
 
 TEST_CASE("image --incremental reuses the tree the hooks built, --overlay comes on top",
@@ -356,9 +386,10 @@ TEST_CASE("image --bundle-compression and the spec's bundle.compression choose t
   };
   write_spec(dir / "none.json", R"({"name":"b","version":"1.0","rootfs":{"directory":"rootfs"},
     "disk":{"size":"320M","esp":"64M","slot":"64M"},"bundle":{"compression":"none"}})");
-  RunResult r = build(dir / "none.json", key, dir / "o-none", {"--no-disk"});
+  RunResult r = build(dir / "none.json", key, dir / "o-none", {"--no-disk", "--progress", "none"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
+  CHECK(r.err.empty());  // --progress none: not even the stage lines
   CHECK(payloads(dir / "o-none") ==
         std::map<std::string, std::string>{{"verity", "none root.verity"},
                                            {"root", "none root.erofs"}});
@@ -368,6 +399,25 @@ TEST_CASE("image --bundle-compression and the spec's bundle.compression choose t
   CHECK(payloads(dir / "o-zstd") ==
         std::map<std::string, std::string>{{"verity", "zstd root.verity.zst"},
                                            {"root", "zstd root.erofs.zst"}});
+  {  // inspect shows a .zst payload's size in the bundle and unpacked
+    const json ij = json::parse(
+        run_checked({test::osup_build_exe(), "inspect", dir / "o-zstd/b-1.0-x86_64.osup", "--json"})
+            .out);
+    json root;
+    for (const json& p : ij["manifest"]["payloads"])
+      if (p["name"] == "root") root = p;
+    REQUIRE(root.contains("stored_size"));
+    CHECK(root["stored_size"].get<uint64_t>() < root["size"].get<uint64_t>());
+    const std::string text =
+        run_checked({test::osup_build_exe(), "inspect", dir / "o-zstd/b-1.0-x86_64.osup"}).out;
+    const size_t at = text.find("    root    root.erofs.zst ");
+    REQUIRE(at != std::string::npos);
+    const std::string line = text.substr(at, text.find('\n', at) - at);
+    CHECK_THAT(line, Catch::Contains(" " + format_size(root["stored_size"].get<uint64_t>()) +
+                                     "  sha256 ") &&
+                         Catch::EndsWith("  (zstd; " + format_size(root["size"].get<uint64_t>()) +
+                                         " unpacked)"));
+  }
 
   // auto (the default): a root of mostly random data gains nothing from zstd and travels as it
   // is; its zero-padded verity tree does gain and is compressed. --progress bar shows why.

