@@ -37,6 +37,11 @@ void Progress::set(uint64_t done) {
   draw(false);
 }
 
+void Progress::resume_from(uint64_t done) {
+  resumed_ = done;
+  set(done);
+}
+
 void Progress::finish() {
   if (finished_) return;
   finished_ = true;
@@ -45,7 +50,8 @@ void Progress::finish() {
 
 void Progress::draw(bool final) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  double rate = secs > 0 ? static_cast<double>(done_) / secs : 0;
+  const uint64_t moved = done_ > resumed_ ? done_ - resumed_ : 0;
+  double rate = secs > 0 ? static_cast<double>(moved) / secs : 0;
   double pct =
       total_ ? 100.0 * static_cast<double>(std::min(done_, total_)) / static_cast<double>(total_)
              : 100.0;

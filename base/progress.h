@@ -25,12 +25,15 @@ class Progress {
 
   void advance(uint64_t bytes);  // cheap; redraws at most ~10 times a second
   void set(uint64_t done);
+  // Bytes that were done before this run (a resumed download): counted as done, left
+  // out of the rate and so of the ETA.
+  void resume_from(uint64_t done);
   void finish();  // final line; also called by the destructor
 
  private:
   void draw(bool final);
   std::string label_;
-  uint64_t total_, done_ = 0;
+  uint64_t total_, done_ = 0, resumed_ = 0;
   ProgressMode mode_;
   FILE* out_;
   std::chrono::steady_clock::time_point start_, last_draw_;

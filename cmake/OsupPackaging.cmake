@@ -81,10 +81,11 @@ set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # Listed, not computed with dpkg-shlibdeps, so a cross build needs no target sysroot.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-  "libc6, libstdc++6, libgcc-s1, libfdisk1, libblkid1, libzstd1, libssl3, libarchive13, mtools")
-# osup-build's tools; the device side needs none of them.
+  "libc6, libstdc++6, libgcc-s1, libfdisk1, libblkid1, libzstd1, libssl3, libarchive13, libcurl4, mtools")
+# osup-build's tools (the device side needs none of them); the system's CAs for https
+# channels that need no --ca.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS
-  "erofs-utils, dosfstools, e2fsprogs, fdisk, cryptsetup-bin, debootstrap, zstd")
+  "erofs-utils, dosfstools, e2fsprogs, fdisk, cryptsetup-bin, debootstrap, zstd, ca-certificates")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "qemu-user-static, qemu-system-x86, qemu-system-arm, ovmf, qemu-efi-aarch64")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${_deb_scripts}/postinst)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)

@@ -1,6 +1,7 @@
 # Cross-compiling osup for arm64 on a Debian amd64 host with multiarch -dev packages
 # (apt-get install g++-aarch64-linux-gnu libfdisk-dev:arm64 libblkid-dev:arm64
-#  libzstd-dev:arm64 libssl-dev:arm64 libarchive-dev:arm64; see qemu-tests/README.md).
+#  libzstd-dev:arm64 libssl-dev:arm64 libarchive-dev:arm64 libcurl4-openssl-dev:arm64;
+#  scripts/install-deps.sh installs them all; see qemu-tests/README.md).
 # The arm64 libraries live in /usr/lib/aarch64-linux-gnu of the host itself, so there
 # is no separate sysroot: CMake and pkg-config are pointed at the multiarch paths.
 set(CMAKE_SYSTEM_NAME Linux)

@@ -7,6 +7,7 @@
 
 #include "base/arch.h"
 #include "base/error.h"
+#include "format/json_fields.h"
 #include "format/uuid.h"
 
 namespace osup {
@@ -23,73 +24,17 @@ constexpr std::pair<PayloadKind, std::string_view> kPayloadNames[] = {
     {PayloadKind::root, "root"}};
 
 [[noreturn]] void field_error(const std::string& field, const std::string& rule) {
-  fail("manifest: field '" + field + "' " + rule);
-}
-
-bool all_of_chars(std::string_view s, std::string_view extra) {
-  return std::all_of(s.begin(), s.end(), [&](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           extra.find(c) != std::string_view::npos;
-  });
-}
-
-bool is_lower_hex(std::string_view s) {
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  json_field_error("manifest", field, rule);
 }
 
 void check_sha256_hex(const std::string& field, const std::string& v) {
   if (v.size() != 64 || !is_lower_hex(v)) field_error(field, "must be a 64-character hex string");
 }
 
-// Reads one JSON object's fields with their full dotted names, and rejects any it did not read.
-class Fields {
+// The manifest's reader of one JSON object (format/json_fields.h).
+class Fields : public JsonFields {
  public:
-  Fields(const json& j, std::string prefix) : j_(j), prefix_(std::move(prefix)) {
-    if (!j_.is_object())
-      fail("manifest: " + (prefix_.empty() ? "top level" : "field '" + prefix_ + "'") +
-           " must be a JSON object");
-  }
-  [[nodiscard]] std::string name(const std::string& key) const {
-    return prefix_.empty() ? key : prefix_ + "." + key;
-  }
-  const json& get(const std::string& key) {
-    auto it = j_.find(key);
-    if (it == j_.end()) field_error(name(key), "is missing");
-    seen_.insert(key);
-    return *it;
-  }
-  std::string str(const std::string& key) {
-    const json& v = get(key);
-    if (!v.is_string()) field_error(name(key), "must be a string");
-    return v.get<std::string>();
-  }
-  uint64_t u64(const std::string& key) {
-    const json& v = get(key);
-    if (!v.is_number_unsigned()) field_error(name(key), "must be a non-negative integer");
-    return v.get<uint64_t>();
-  }
-  uint32_t u32(const std::string& key) {
-    uint64_t v = u64(key);
-    if (v > UINT32_MAX) field_error(name(key), "is too large");
-    return static_cast<uint32_t>(v);
-  }
-  int small_int(const std::string& key) {
-    const json& v = get(key);
-    if (!v.is_number_integer()) field_error(name(key), "must be an integer");
-    if (v.is_number_unsigned() ? v.get<uint64_t>() > 1'000'000 : v.get<int64_t>() < -1'000'000)
-      field_error(name(key), "is out of range");
-    return static_cast<int>(v.get<int64_t>());
-  }
-  void done() const {
-    for (const auto& [k, _] : j_.items())
-      if (!seen_.count(k)) fail("manifest: unknown field '" + name(k) + "'");
-  }
-
- private:
-  const json& j_;
-  std::string prefix_;
-  std::set<std::string> seen_;
+  Fields(const json& j, std::string prefix) : JsonFields(j, "manifest", std::move(prefix)) {}
 };
 
 bool power_of_two_block(uint32_t v) { return v >= 512 && v <= 65536 && (v & (v - 1)) == 0; }

@@ -9,7 +9,6 @@
 namespace osup::verity {
 namespace {
 
-constexpr size_t kDigestSize = 32;
 constexpr uint64_t kParallelMin = 256;  // below this many blocks a 2nd thread is no gain
 
 }  // namespace

@@ -22,7 +22,6 @@
 namespace osup::verity {
 namespace {
 
-constexpr size_t kDigestSize = 32;
 constexpr uint64_t kHashesPerBlock = kBlockSize / kDigestSize;  // 128: exactly fills a block
 constexpr size_t kSuperblockSize = 512;
 constexpr size_t kMaxSalt = 256;
@@ -148,11 +147,19 @@ uint64_t hash_device_size(uint64_t data_size) {
   return size;
 }
 
-Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress) {
+uint64_t level0_offset(uint64_t data_size) {
+  const std::vector<Level> levels = tree_levels(checked_blocks(data_size));
+  if (levels.empty()) fail("a one-block image has no level 0 on its hash device");
+  return levels[0].offset;
+}
+
+Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress, uint64_t data_offset,
+             uint64_t hash_offset) {
   const uint64_t data_blocks = checked_blocks(p.data_size);
   check_salt(p);
   const std::vector<Level> levels = tree_levels(data_blocks);
-  (void)posix_fadvise(data_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  (void)posix_fadvise(data_fd, static_cast<off_t>(data_offset), static_cast<off_t>(p.data_size),
+                      POSIX_FADV_SEQUENTIAL);
 
   // Level 0 is the packed digests of the data blocks: 128 digests fill a hash block
   // exactly, so the packed array padded to whole blocks is the on-disk level.
@@ -167,7 +174,7 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress) {
   auto read_chunk = [&](size_t which, uint64_t offset) {
     std::vector<std::byte>& buf = bufs[which];
     size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), p.data_size - offset));
-    size_t got = pread_full(data_fd, std::span(buf.data(), want), offset, "verity data");
+    size_t got = pread_full(data_fd, std::span(buf.data(), want), data_offset + offset, "verity data");
     if (got != want)
       fail("verity data ends at byte " + std::to_string(offset + got) + " but " +
            std::to_string(p.data_size) + " bytes were to be hashed; is it the right file?");
@@ -189,16 +196,17 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress) {
   if (levels.empty()) {  // one data block: its hash is the root hash, the tree is empty
     Digest root{};
     std::copy_n(level.begin(), kDigestSize, root.begin());
-    pwrite_all(hash_fd, encode_superblock(p), 0, "verity hash device");
+    pwrite_all(hash_fd, encode_superblock(p), hash_offset, "verity hash device");
     return root;
   }
 
   // Each upper level hashes the blocks of the one below; the last has one block.
   for (size_t i = 0;; ++i) {
-    pwrite_all(hash_fd, std::as_bytes(std::span(level)), levels[i].offset, "verity hash device");
+    pwrite_all(hash_fd, std::as_bytes(std::span(level)), hash_offset + levels[i].offset,
+               "verity hash device");
     const auto* blocks = reinterpret_cast<const std::byte*>(level.data());
     if (i + 1 == levels.size()) {
-      pwrite_all(hash_fd, encode_superblock(p), 0, "verity hash device");
+      pwrite_all(hash_fd, encode_superblock(p), hash_offset, "verity hash device");
       return hash_one(p.salt, blocks);
     }
     std::vector<uint8_t> upper(padded(levels[i].blocks));
@@ -390,7 +398,8 @@ void verify(int data_fd, int hash_fd, const Params& p, const Digest& root_hash, 
             uint64_t data_offset, uint64_t hash_offset) {
   verify_tree(hash_fd, p, root_hash, hash_offset);
   DataVerifier verifier(hash_fd, p, root_hash, hash_offset);
-  (void)posix_fadvise(data_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  (void)posix_fadvise(data_fd, static_cast<off_t>(data_offset), static_cast<off_t>(p.data_size),
+                      POSIX_FADV_SEQUENTIAL);
   std::vector<std::byte> buf(std::min<uint64_t>(kReadChunk, p.data_size));
   for (uint64_t offset = 0; offset < p.data_size;) {
     size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), p.data_size - offset));

@@ -19,6 +19,7 @@
 namespace osup::verity {
 
 inline constexpr uint32_t kBlockSize = 4096;
+inline constexpr size_t kDigestSize = 32;  // SHA-256
 
 struct Params {
   uint64_t data_size = 0;     // bytes; must be a positive multiple of kBlockSize
@@ -35,10 +36,15 @@ struct Params {
 // whose hash is the root hash itself).
 [[nodiscard]] uint64_t hash_device_size(uint64_t data_size);
 
-// Builds the tree for the first p.data_size bytes of data_fd and writes superblock + tree
-// to hash_fd at offset 0. Returns the root hash. Reads in big chunks while hashing on two
-// threads. Does not fsync.
-[[nodiscard]] Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress = nullptr);
+// Builds the tree for p.data_size bytes of data_fd from data_offset and writes superblock +
+// tree to hash_fd at hash_offset. Returns the root hash. Reads in big chunks while hashing
+// on two threads; holds level 0 in memory (8 MiB per GiB of data). Does not fsync.
+[[nodiscard]] Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress = nullptr,
+                           uint64_t data_offset = 0, uint64_t hash_offset = 0);
+
+// Where level 0 (the data blocks' digests, packed) starts on the hash device. Throws for a
+// one-block image, which has none.
+[[nodiscard]] uint64_t level0_offset(uint64_t data_size);
 
 // Parses and validates the superblock of a hash device.
 // hash_offset (here and below): where the hash device starts inside hash_fd, so a tree

@@ -17,10 +17,14 @@
 #include "format/bundle_reader.h"
 #include "format/verity.h"
 #include "updater/bundle_source.h"
+#include "updater/delta_install.h"
+#include "format/delta.h"
 #include "updater/install.h"
 #include "updater/lock.h"
 #include "updater/rollback.h"
 #include "updater/status.h"
+#include "updater/update.h"
+#include "updater/update_config.h"
 #include "updater/verify.h"
 
 using nlohmann::json;
@@ -34,12 +38,15 @@ constexpr const char* kUsage =
     "commands:\n"
     "  status [--json]                       slots, versions, states, next boot, data usage\n"
     "  state [a|b] [--json]                  one slot's state (default: the booted one)\n"
-    "  switch BUNDLE|- [--reboot] [--allow-downgrade] [--no-readback]\n"
+    "  switch BUNDLE|DELTA|URL|- [--reboot] [--allow-downgrade] [--no-readback]\n"
     "                                        install into the inactive slot and boot it next\n"
     "  rollback [--reboot] [--force]         boot the other slot next (metadata only)\n"
     "  mark-good | mark-bad                  judge the booted slot\n"
     "  verify [a|b]                          re-hash a slot against its signed manifest\n"
     "  info BUNDLE|- [--json]                a bundle's manifest and signature status\n"
+    "  update [--check] [--json] [--reboot] [--channel URL] [--ca FILE]\n"
+    "                                        install the newest release of the channel in\n"
+    "                                        /etc/osup/update.conf (a delta when it has one)\n"
     "\n"
     "global options:\n"
     "  --disk PATH        work offline on a disk image file or unmounted device\n"
@@ -98,6 +105,88 @@ void reboot_now() {
   run_checked({"systemctl", "reboot"});
 }
 
+// A local file that starts with the delta magic (a delta made by osup-build publish/delta).
+bool is_delta_file(const std::string& what) {
+  if (what == "-" || is_url(what)) return false;
+  const int fd = ::open(what.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  UniqueFd guard(fd);
+  char magic[8] = {};
+  return ::pread(fd, magic, sizeof magic, 0) == static_cast<ssize_t>(sizeof magic) &&
+         std::string_view(magic, sizeof magic) == delta::kMagic;
+}
+
+void print_plan(const UpdatePlan& p, bool json_out) {
+  if (json_out) return;
+  if (!p.release) {
+    std::printf("%s is the newest release for this machine on channel %s (serial %llu)\n",
+                p.current.c_str(), p.channel.c_str(), static_cast<unsigned long long>(p.serial));
+    return;
+  }
+  const uint64_t left = p.file.size - p.already;
+  std::printf("update %s -> %s from channel %s: %s, %s to download%s\n", p.current.c_str(),
+              p.release->version.c_str(), p.channel.c_str(),
+              p.delta ? ("delta (full bundle " + format_size(p.release->bundle.size) + ")").c_str()
+                      : "full bundle",
+              format_size(left).c_str(),
+              p.already ? (" (" + format_size(p.already) + " already fetched)").c_str() : "");
+  std::fflush(stdout);
+}
+
+json update_json(const UpdateOutcome& out) {
+  const UpdatePlan& p = out.plan;
+  json j{{"current", p.current}, {"channel", p.channel}, {"serial", p.serial},
+         {"available", p.release ? json(p.release->version) : json(nullptr)},
+         {"installed", out.installed}};
+  if (p.release) {
+    j["method"] = p.delta ? "delta" : "full";
+    j["download_bytes"] = p.file.size - p.already;
+    j["full_bytes"] = p.release->bundle.size;
+  }
+  if (!out.fallback.empty()) j["delta_failed"] = out.fallback;
+  if (out.install) {
+    j["slot"] = layout::slot_name(out.install->slot);
+    j["stream_seconds"] = out.install->stream_seconds;
+  }
+  return j;
+}
+
+int cmd_update(const Globals& g, const std::vector<std::string>& args) {
+  CliArgs a("osup update", args, {"channel", "ca", "config", "state-dir", "cache-dir", "machine-id"},
+            {"check", "json", "reboot", "allow-downgrade"});
+  a.expect_positionals(0, 0, "osup update [--check] [--json] [--reboot] [--channel URL]");
+  const UpdateConfig conf = read_update_config(a.value_or("config", kUpdateConfigPath));
+  UpdateOptions o;
+  o.channel_url = a.value("channel").value_or(conf.channel.value_or(""));
+  if (o.channel_url.empty())
+    fail("no update channel: set 'channel = URL' in " + a.value_or("config", kUpdateConfigPath) +
+         " or pass --channel URL");
+  if (!is_url(o.channel_url)) fail("--channel wants an http:// or https:// URL, not '" + o.channel_url + "'");
+  o.http.ca_file = a.value("ca").value_or(conf.ca.value_or(""));
+  o.state_dir = a.value_or("state-dir", o.state_dir);
+  o.cache_dir = a.value_or("cache-dir", o.cache_dir);
+  o.machine_id = a.value("machine-id").value_or(read_machine_id());
+  o.check_only = a.flag("check");
+  o.allow_downgrade = a.flag("allow-downgrade");
+  o.progress = g.progress;
+  Session s = open_session(g);
+  std::optional<DiskLock> lock;
+  if (!o.check_only) lock.emplace(s.disk.path, "update", g.lock_wait);
+  sig::TrustStore trust = load_trust(g, s.disk);
+  const bool json_out = a.flag("json");
+  UpdateOutcome out = run_update(s.disk, *s.boot, trust, o,
+                                 [&](const UpdatePlan& p) { print_plan(p, json_out); });
+  if (json_out) {
+    std::printf("%s\n", update_json(out).dump(2).c_str());
+  } else if (out.installed) {
+    std::printf("installed %s into slot %s; it boots next (%d tries)%s\n",
+                out.install->version.c_str(), layout::slot_name(out.install->slot).c_str(),
+                s.boot->slot(out.install->slot).tries_left, a.flag("reboot") ? "" : "; reboot to use it");
+  }
+  if (out.installed && a.flag("reboot")) reboot_now();
+  return 0;
+}
+
 int cmd_status(const Globals& g, const std::vector<std::string>& args) {
   CliArgs a("osup status", args, {}, {"json"});
   a.expect_positionals(0, 0, "osup status [--json]");
@@ -137,9 +226,13 @@ int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
   Session s = open_session(g);
   DiskLock lock(s.disk.path, "switch", g.lock_wait);
   sig::TrustStore trust = load_trust(g, s.disk);
-  InstallOptions o{a.positionals()[0], a.flag("allow-downgrade"), !a.flag("no-readback"),
-                   g.progress};
-  InstallResult r = install_bundle(s.disk, *s.boot, trust, o);
+  const std::string& what = a.positionals()[0];
+  InstallResult r = is_delta_file(what)
+                        ? install_delta(s.disk, *s.boot, trust,
+                                        DeltaInstallOptions{what, a.flag("allow-downgrade"), g.progress})
+                        : install_bundle(s.disk, *s.boot, trust,
+                                         InstallOptions{what, a.flag("allow-downgrade"),
+                                                        !a.flag("no-readback"), g.progress});
   if (a.flag("json")) {
     json j = {{"slot", layout::slot_name(r.slot)},
               {"version", r.version},
@@ -258,6 +351,7 @@ int dispatch(const std::vector<std::string>& all) {
   if (cmd == "mark-bad") return cmd_mark(g, args, false);
   if (cmd == "verify") return cmd_verify(g, args);
   if (cmd == "info") return cmd_info(g, args);
+  if (cmd == "update") return cmd_update(g, args);
   std::fprintf(stderr, "osup: unknown command '%s'; run osup --help\n", cmd.c_str());
   return 2;
 }

@@ -17,30 +17,13 @@
 #include "format/bundle_reader.h"
 #include "format/verity.h"
 #include "updater/bundle_source.h"
+#include "updater/slot_install.h"
 #include "updater/stream_writer.h"
 
 namespace fs = std::filesystem;
 
 namespace osup {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// Opens the disk for slot writes: O_DIRECT where possible (several times faster here
-// than buffered writes and it leaves the page cache alone), buffered otherwise (tmpfs).
-UniqueFd open_for_writing(const std::string& disk, bool* direct) {
-  int fd = ::open(disk.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
-  if (fd >= 0) {
-    *direct = true;
-    return UniqueFd(fd);
-  }
-  *direct = false;
-  return open_file(disk, O_RDWR);
-}
 
 // A small payload (kernel, initrd) goes to a private temp file, then onto the ESP.
 std::string stream_to_temp(BundleReader& reader, const Payload& p, const fs::path& dir) {
@@ -50,57 +33,6 @@ std::string stream_to_temp(BundleReader& reader, const Payload& p, const fs::pat
   for (size_t n; (n = reader.read(buf)) > 0;)
     write_all(fd.get(), std::span<const std::byte>(buf.data(), n), path);
   return path;
-}
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string t = std::string(base && *base ? base : "/tmp") + "/osup-XXXXXX";
-    if (!::mkdtemp(t.data())) fail_errno("create a temporary directory", errno);
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-void check_compatible(const OsupDisk& disk, const Manifest& m, const std::optional<Manifest>& cur,
-                      const InstallOptions& opts) {
-  if (m.arch != arch_name(disk.arch))
-    fail("bundle is for " + m.arch + " but this disk is " + arch_name(disk.arch) +
-         "; use a bundle built with --arch " + arch_name(disk.arch));
-  if (!cur) return;
-  if (m.compatible != cur->compatible)
-    fail("bundle is for '" + m.compatible + "' but this system runs '" + cur->compatible +
-         "'; use a bundle built from this system's image spec");
-  if (!opts.allow_downgrade && compare_versions(m.version, cur->version) < 0)
-    fail("bundle version " + m.version + " is older than the running " + cur->version +
-         "; pass --allow-downgrade to install it anyway");
-}
-
-void check_fits(const OsupDisk& disk, const Manifest& m, layout::Slot target) {
-  const SlotPartitions& sp = disk.slot(target);
-  const Payload* root = m.find(PayloadKind::root);
-  const Payload* hash = m.find(PayloadKind::verity);
-  if (root->size > sp.root.size)
-    fail("root image is " + format_size(root->size) + " but slot " + layout::root_label(target) +
-         " holds " + format_size(sp.root.size) +
-         "; build the image with a smaller rootfs or repartition");
-  if (hash->size > sp.verity.size)
-    fail("verity tree is " + format_size(hash->size) + " but " + layout::verity_label(target) +
-         " holds " + format_size(sp.verity.size));
-  if (m.verity.data_size != root->size || m.verity.hash_size != hash->size)
-    fail("manifest is inconsistent: verity sizes do not match the payloads");
-  if (!m.find(PayloadKind::kernel))
-    fail("bundle " + m.name + " " + m.version +
-         " carries no kernel, so the slot could not boot; build it from a rootfs with a kernel "
-         "in /boot");
 }
 
 // Streams the payloads into the target slot: kernel and initrd to temp files (for the ESP),
@@ -187,15 +119,6 @@ class SlotWriter {
   std::string kernel_, initrd_;
 };
 
-// DPS pairing: the slot's partition UUIDs name the root hash it now holds.
-void pair_partition_uuids(const OsupDisk& disk, layout::Slot target, const Digest& root_hash) {
-  const SlotPartitions& sp = disk.slot(target);
-  fault::point("set root partition uuid");
-  gpt::set_partition_uuid(disk.path, sp.root.number, layout::root_partition_uuid(root_hash));
-  fault::point("set verity partition uuid");
-  gpt::set_partition_uuid(disk.path, sp.verity.number, layout::verity_partition_uuid(root_hash));
-}
-
 }  // namespace
 
 InstallResult install_bundle(OsupDisk& disk, BootControl& boot, const sig::TrustStore& trust,
@@ -209,7 +132,7 @@ InstallResult install_bundle(OsupDisk& disk, BootControl& boot, const sig::Trust
   reader.read_header();
   // Nothing is written before the signature, arch, compatibility, version and sizes pass.
   const Manifest m = reader.verify(trust);
-  check_compatible(disk, m, slot_manifest(disk, cur), opts);
+  check_compatible(disk, m, slot_manifest(disk, cur), opts.allow_downgrade);
   check_fits(disk, m, target);
 
   InstallResult result;

@@ -1,0 +1,169 @@
+#include "updater/delta_install.h"
+
+#include <fcntl.h>
+
+#include <filesystem>
+
+#include "base/error.h"
+#include "base/fault.h"
+#include "base/fd.h"
+#include "boot/publish_slot.h"
+#include "boot/slot_boot.h"
+#include "format/verity.h"
+#include "updater/delta_source.h"
+#include "updater/slot_install.h"
+#include "updater/stream_writer.h"
+#include "updater/verify.h"
+
+namespace fs = std::filesystem;
+
+namespace osup {
+namespace {
+
+struct OpenDelta {
+  UniqueFd fd;
+  delta::Header header;
+  uint64_t data_start = 0, size = 0;
+  std::string manifest_bytes, signature;
+};
+
+std::string read_section(const OpenDelta& d, const delta::Section& s, const std::string& what) {
+  if (s.size > (1u << 20) || s.offset + s.size > d.size - d.data_start)
+    fail("delta " + what + " lies outside the file; the delta is truncated or corrupt");
+  std::string out(static_cast<size_t>(s.size), '\0');
+  (void)pread_full(d.fd.get(), std::as_writable_bytes(std::span(out)), d.data_start + s.offset,
+                   "delta");
+  return out;
+}
+
+OpenDelta open_delta(const std::string& path) {
+  OpenDelta d;
+  d.fd = open_file(path, O_RDONLY | O_CLOEXEC);
+  d.size = fd_size(d.fd.get(), path);
+  d.header = delta::read_header(d.fd.get(), path, &d.data_start);
+  const delta::Header& h = d.header;
+  if (h.root.offset + h.root.size > d.size - d.data_start)
+    fail("delta " + path + " is truncated (its root section ends past the file)");
+  d.manifest_bytes = read_section(d, h.manifest, "manifest");
+  d.signature = read_section(d, h.signature, "signature");
+  return d;
+}
+
+// The running slot's kernel or initrd, from the ESP to a private file.
+std::string source_file(const OsupDisk& disk, layout::Slot s, PayloadKind kind,
+                        const fs::path& dir) {
+  const SlotEspPaths paths = slot_esp_paths(s);
+  const std::string& esp_path = kind == PayloadKind::kernel ? paths.kernel : paths.initrd;
+  std::optional<std::string> content = disk.esp_files->read(esp_path);
+  if (!content) fail("the running slot has no " + esp_path + " on the ESP; use the full bundle");
+  const std::string out = (dir / ("source-" + to_string(kind))).string();
+  atomic_write_file(out, *content, 0600);
+  return out;
+}
+
+// Rebuilds the new root into the target partition from the delta's operations.
+uint64_t write_root(const OsupDisk& disk, const OpenDelta& d, const SlotPartitions& target,
+                    delta::SourceBlocks& source, const Manifest& m, Progress* progress) {
+  const delta::Section& s = d.header.root;
+  uint64_t pos = 0;
+  delta::RootOpReader ops(
+      [&](std::span<std::byte> buf) -> size_t {
+        const uint64_t n = std::min<uint64_t>(buf.size(), s.size - pos);
+        size_t got = pread_full(d.fd.get(), buf.first(static_cast<size_t>(n)),
+                                d.data_start + s.offset + pos, "delta");
+        pos += got;
+        return got;
+      },
+      source, m.verity.data_size / verity::kBlockSize);
+  bool direct = false;
+  UniqueFd out = open_for_writing(disk.path, &direct);
+  const uint64_t n = stream_to_partition([&](std::span<std::byte> b) { return ops.read(b); },
+                                         [](std::span<const std::byte>) {},
+                                         StreamTarget{out.get(), direct, target.root.start,
+                                                      target.root.size, target.root.label},
+                                         progress);
+  if (n != m.verity.data_size)
+    fail("the delta made " + std::to_string(n) + " root bytes but the manifest says " +
+         std::to_string(m.verity.data_size));
+  fault::point("sync slot");
+  fsync_fd(out.get(), disk.path);
+  return n;
+}
+
+// The new tree, from the bytes now on disk: it must chain to the signed root hash.
+void rebuild_tree(const OsupDisk& disk, const SlotPartitions& target, const Manifest& m,
+                  Progress* progress) {
+  UniqueFd fd = open_file(disk.path, O_RDWR | O_CLOEXEC);
+  const Digest got = verity::build(fd.get(), fd.get(), verity_params(m), progress,
+                                   target.root.start, target.verity.start);
+  if (got != digest_from_hex(m.verity.root_hash, "manifest verity.root_hash"))
+    fail("the root rebuilt from the delta does not match the signed root hash; the delta is "
+         "corrupt or made for other bytes (the full bundle still works)");
+  fault::point("sync verity");
+  fsync_fd(fd.get(), disk.path);
+}
+
+}  // namespace
+
+InstallResult install_delta(OsupDisk& disk, BootControl& boot, const sig::TrustStore& trust,
+                            const DeltaInstallOptions& opts) {
+  const layout::Slot cur = current_slot(disk, boot);
+  const layout::Slot target = layout::other(cur);
+  const std::string target_name = std::string("slot ") + layout::slot_char(target);
+
+  // Everything the delta and the running slot let us check comes before the first write.
+  const OpenDelta d = open_delta(opts.delta);
+  if (!trust.find_signer(d.manifest_bytes, d.signature))
+    fail("the release manifest in delta " + opts.delta + " is not signed by a trusted key (keys in " +
+         trust.description() + ")");
+  const Manifest m = Manifest::parse(d.manifest_bytes);
+  const std::optional<Manifest> running = slot_manifest(disk, cur);
+  if (!running || running->verity.root_hash != d.header.source_root_hash)
+    fail("delta " + opts.delta + " is made from " + d.header.source_version + " (root " +
+         d.header.source_root_hash.substr(0, 12) + ") but slot " + layout::slot_char(cur) +
+         " runs " + (running ? running->version + " (root " + running->verity.root_hash.substr(0, 12) + ")" : "nothing") +
+         "; use the full bundle");
+  check_compatible(disk, m, running, opts.allow_downgrade);
+  check_fits(disk, m, target);
+  VerifiedSlotBlocks source(disk, cur, *running);
+
+  TempDir tmp;
+  std::string files[2];
+  for (PayloadKind k : {PayloadKind::kernel, PayloadKind::initrd}) {
+    const Payload* want = m.find(k);
+    if (!want) continue;
+    const delta::FileDelta* fd = d.header.file(k);
+    if (!fd) fail("delta " + opts.delta + " has no " + to_string(k) + " section; use the full bundle");
+    const std::string out = (tmp.path() / to_string(k)).string();
+    with_context("rebuilding the " + to_string(k), [&] {
+      apply_file_delta(*fd, d.fd.get(), d.data_start, source_file(disk, cur, k, tmp.path()), *want, out);
+    });
+    files[k == PayloadKind::kernel ? 0 : 1] = out;
+  }
+
+  InstallResult result;
+  result.slot = target;
+  result.version = m.version;
+  with_context("disabling " + target_name, [&] { retire_slot(*disk.esp_files, boot, target); });
+  const SlotPartitions& tp = disk.slot(target);
+  const auto t0 = Clock::now();
+  with_context("installing " + target_name + " from the delta", [&] {
+    Progress progress("writing root", m.verity.data_size, opts.progress);
+    result.root_bytes = write_root(disk, d, tp, source, m, &progress);
+  });
+  result.stream_seconds = seconds_since(t0);
+  const auto t1 = Clock::now();
+  with_context("checking " + target_name, [&] {
+    Progress progress("verifying", m.verity.data_size, opts.progress);
+    rebuild_tree(disk, tp, m, &progress);
+  });
+  result.readback_seconds = seconds_since(t1);
+  with_context("updating partition UUIDs of " + target_name, [&] {
+    pair_partition_uuids(disk, target, digest_from_hex(m.verity.root_hash, "root hash"));
+  });
+  publish_slot(*disk.esp_files, boot, target,
+               SlotRelease{m, d.manifest_bytes, d.signature, files[0], files[1]});
+  return result;
+}
+
+}  // namespace osup

@@ -1,0 +1,42 @@
+// The device's side of a delta's inputs: blocks of the running slot's root, each checked
+// against that slot's verity tree before use, and kernel/initrd rebuilt from the running
+// slot's files.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/fd.h"
+#include "base/mapped_file.h"
+#include "format/delta.h"
+#include "format/manifest.h"
+#include "format/verity.h"
+#include "updater/disk.h"
+
+namespace osup {
+
+class VerifiedSlotBlocks : public delta::SourceBlocks {
+ public:
+  // Checks the slot's tree against m's root hash first (cheap: the hash partition only).
+  VerifiedSlotBlocks(const OsupDisk& disk, layout::Slot s, const Manifest& m);
+  ~VerifiedSlotBlocks() override;
+  [[nodiscard]] uint64_t block_count() const override { return blocks_; }
+  // Throws naming the block when the running slot's bytes do not match its tree.
+  void read(uint64_t first_block, uint64_t count, std::byte* out) override;
+
+ private:
+  std::string name_;
+  UniqueFd fd_;
+  uint64_t root_offset_ = 0, blocks_ = 0;
+  std::unique_ptr<MappedFile> level0_;
+  std::unique_ptr<verity::ParallelHasher> hasher_;
+  std::vector<uint8_t> digests_;
+};
+
+// Writes the new kernel or initrd to `out_path` from the running slot's file (`source`,
+// a host file) and the delta's section; checks the source against fd.source_sha256 first
+// and the result against `want` (the signed manifest's entry).
+void apply_file_delta(const delta::FileDelta& fd, int delta_fd, uint64_t data_start,
+                      const std::string& source, const Payload& want, const std::string& out_path);
+
+}  // namespace osup
