@@ -102,6 +102,15 @@ class MountedEsp final : public EspAccess {
     return read_text_file(host);
   }
 
+  bool copy_out(const std::string& path, const std::string& host_file) const override {
+    const std::string host = host_path(path);
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(host, ec)) return false;
+    std::filesystem::copy_file(host, host_file, std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) fail("copy " + host + " to " + host_file + ": " + ec.message());
+    return true;
+  }
+
   void write_atomic(const std::string& path, std::string_view content) override {
     const std::string tmp = host_path(path) + ".tmp";
     {
@@ -195,6 +204,15 @@ class ImageEsp final : public EspAccess {
       failed("mcopy", path, r);
     }
     return r.out;
+  }
+
+  bool copy_out(const std::string& path, const std::string& host_file) const override {
+    RunResult r = mtool({"mcopy", "-o", "-n", "-i", spec_, "::" + checked(path), host_file});
+    if (r.exit_code != 0) {
+      if (not_found(r)) return false;
+      failed("mcopy", path, r);
+    }
+    return true;
   }
 
   void write_atomic(const std::string& path, std::string_view content) override {

@@ -26,6 +26,9 @@ class EspAccess {
   [[nodiscard]] virtual std::vector<std::string> list(const std::string& dir) const = 0;
   // The file's content, or nullopt when it does not exist.
   [[nodiscard]] virtual std::optional<std::string> read(const std::string& path) const = 0;
+  // Copies a file out to host_file (replaced); false when it does not exist. For big files
+  // (kernel, initrd), where read() would hold the whole file in memory.
+  virtual bool copy_out(const std::string& path, const std::string& host_file) const = 0;
   // Crash-safe replace: write "<path>.tmp", sync, rename over path, sync.
   virtual void write_atomic(const std::string& path, std::string_view content) = 0;
   // Copies a host file in with the same atomic pattern.

@@ -58,6 +58,7 @@ std::string Header::to_json() const {
          {"signature", section_json(signature)},
          {"files", fs},
          {"root", section_json(root)},
+         {"root_sha256", root_sha256},
          {"blocks", {{"copy", copy_blocks}, {"literal", literal_blocks}, {"zero", zero_blocks}}}};
   return j.dump(2) + "\n";
 }
@@ -100,6 +101,7 @@ Header Header::parse(std::string_view text) {
     h.files.push_back(fd);
   }
   h.root = parse_section(top, "root");
+  h.root_sha256 = top.sha256_hex("root_sha256");
   JsonFields b(top.get("blocks"), std::string(kDoc), "blocks");
   h.copy_blocks = b.u64("copy");
   h.literal_blocks = b.u64("literal");
@@ -150,6 +152,7 @@ RootOpWriter::RootOpWriter(std::function<void(std::span<const std::byte>)> sink,
   check_zstd(ZSTD_CCtx_setParameter(impl_->cctx, ZSTD_c_windowLog, kWindowLog), "zstd window");
   check_zstd(ZSTD_CCtx_setParameter(impl_->cctx, ZSTD_c_enableLongDistanceMatching, 1), "zstd ldm");
   check_zstd(ZSTD_CCtx_setParameter(impl_->cctx, ZSTD_c_nbWorkers, 2), "zstd workers");
+  check_zstd(ZSTD_CCtx_setParameter(impl_->cctx, ZSTD_c_checksumFlag, 1), "zstd checksum");
   impl_->in.reserve(1 << 20);
   impl_->out.resize(ZSTD_CStreamOutSize());
 }
@@ -255,10 +258,12 @@ size_t RootOpReader::take(std::byte* out, size_t n, bool must) {
       ZSTD_outBuffer o{s.out.data(), s.out.size(), 0};
       size_t rc = ZSTD_decompressStream(s.dctx, &o, &in);
       if (ZSTD_isError(rc)) fail(std::string("root delta is corrupt: ") + ZSTD_getErrorName(rc));
-      s.frame_done = rc == 0;
+      const bool moved = o.pos > 0 || in.pos > s.in_pos;
       s.in_pos = in.pos;
       s.out_len = o.pos;
-      if (o.pos == 0 && s.input_end && s.in_pos == s.in_len) {
+      if (moved) {
+        s.frame_done = rc == 0;
+      } else if (s.input_end) {
         if (!s.frame_done) fail("root delta is truncated (its zstd stream ends early)");
         break;
       }

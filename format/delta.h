@@ -51,6 +51,10 @@ struct Header {
   Section manifest, signature;  // the release's manifest.json bytes and its signature
   std::vector<FileDelta> files;
   Section root;  // zstd stream of block operations
+  // SHA-256 of the root section: catches a damaged delta file before the first write (the
+  // result is checked against the signed root hash anyway; a channel's signed index also
+  // names the whole file's hash).
+  std::string root_sha256;
   uint64_t copy_blocks = 0, literal_blocks = 0, zero_blocks = 0;  // for reports
 
   [[nodiscard]] std::string to_json() const;

@@ -9,6 +9,7 @@
 #include "base/fd.h"
 #include "boot/publish_slot.h"
 #include "boot/slot_boot.h"
+#include "format/sha256.h"
 #include "format/verity.h"
 #include "updater/delta_source.h"
 #include "updater/slot_install.h"
@@ -44,6 +45,19 @@ OpenDelta open_delta(const std::string& path) {
   const delta::Header& h = d.header;
   if (h.root.offset + h.root.size > d.size - d.data_start)
     fail("delta " + path + " is truncated (its root section ends past the file)");
+  // The root section is small (it is a delta); hashing it now keeps a damaged file from
+  // retiring the target slot.
+  Sha256 sha;
+  std::vector<std::byte> buf(1 << 20);
+  for (uint64_t off = 0; off < h.root.size;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), h.root.size - off));
+    const size_t got = pread_full(d.fd.get(), std::span(buf.data(), want), d.data_start + h.root.offset + off, path);
+    if (got != want) fail("delta " + path + " is truncated");
+    sha.update(std::span<const std::byte>(buf.data(), got));
+    off += got;
+  }
+  if (to_hex(sha.finish()) != h.root_sha256)
+    fail("delta " + path + " is damaged (its root section does not match its checksum); download it again");
   d.manifest_bytes = read_section(d, h.manifest, "manifest");
   d.signature = read_section(d, h.signature, "signature");
   return d;
@@ -54,10 +68,9 @@ std::string source_file(const OsupDisk& disk, layout::Slot s, PayloadKind kind,
                         const fs::path& dir) {
   const SlotEspPaths paths = slot_esp_paths(s);
   const std::string& esp_path = kind == PayloadKind::kernel ? paths.kernel : paths.initrd;
-  std::optional<std::string> content = disk.esp_files->read(esp_path);
-  if (!content) fail("the running slot has no " + esp_path + " on the ESP; use the full bundle");
   const std::string out = (dir / ("source-" + to_string(kind))).string();
-  atomic_write_file(out, *content, 0600);
+  if (!disk.esp_files->copy_out(esp_path, out))
+    fail("the running slot has no " + esp_path + " on the ESP; use the full bundle");
   return out;
 }
 

@@ -107,7 +107,11 @@ void root_delta(const MappedFile& old_img, const MappedFile& new_img, delta::Hea
   for (uint64_t b = 0; b < old_blocks; ++b) where.try_emplace(block_key(o + b * kBlock), b);
 
   const uint64_t start = body.size();
-  delta::RootOpWriter ops([&](std::span<const std::byte> b) { (void)body.add(b); });
+  Sha256 root_sha;
+  delta::RootOpWriter ops([&](std::span<const std::byte> b) {
+    root_sha.update(b);
+    (void)body.add(b);
+  });
   uint64_t run_src = 0, run_len = 0, lit_start = 0, lit_len = 0, zero_len = 0;
   auto flush = [&] {
     ops.copy(run_src, run_len);
@@ -144,6 +148,7 @@ void root_delta(const MappedFile& old_img, const MappedFile& new_img, delta::Hea
   flush();
   ops.finish();
   h.root = delta::Section{start, body.size() - start};
+  h.root_sha256 = to_hex(root_sha.finish());
 }
 
 }  // namespace

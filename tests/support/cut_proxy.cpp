@@ -54,8 +54,8 @@ struct HeaderEnd {
 
 }  // namespace
 
-CutProxy::CutProxy(uint16_t upstream, std::vector<uint64_t> cuts)
-    : upstream_(upstream), cuts_(std::move(cuts)) {
+CutProxy::CutProxy(uint16_t upstream, std::vector<uint64_t> cuts, bool stall)
+    : upstream_(upstream), cuts_(std::move(cuts)), stall_(stall) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a = loopback(0);
   socklen_t len = sizeof a;
@@ -127,8 +127,13 @@ void CutProxy::forward(int client_fd, size_t index) {
         std::lock_guard lk(m_);
         body_[index] = body;
       }
-      if (body == limit) return;  // cut: both sockets close here
+      if (body == limit) break;
     }
+  }
+  // Cut: both sockets close here; or, stalling, once the client closes its end.
+  while (stall_ && !stop_) {
+    pollfd p{client.get(), POLLIN, 0};
+    if (::poll(&p, 1, 50) > 0 && ::recv(client.get(), buf.data(), buf.size(), 0) <= 0) return;
   }
 }
 

@@ -66,10 +66,11 @@ class NginxServer {
 
 // A TCP proxy on 127.0.0.1 in front of 127.0.0.1:upstream. Its i-th connection is closed
 // once cuts[i] bytes of response body (the bytes after the first blank line from the
-// server) went through to the client; later connections pass everything.
+// server) went through to the client; later connections pass everything. stall: instead
+// of closing, such a connection stays open and silent until the client gives up.
 class CutProxy {
  public:
-  CutProxy(uint16_t upstream, std::vector<uint64_t> cuts);
+  CutProxy(uint16_t upstream, std::vector<uint64_t> cuts, bool stall = false);
   ~CutProxy();
   CutProxy(const CutProxy&) = delete;
   CutProxy& operator=(const CutProxy&) = delete;
@@ -84,6 +85,7 @@ class CutProxy {
   void forward(int client, size_t index);
   uint16_t upstream_;
   std::vector<uint64_t> cuts_;
+  bool stall_;
   int listen_fd_ = -1;
   uint16_t port_ = 0;
   std::atomic<bool> stop_ = false;

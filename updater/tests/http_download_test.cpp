@@ -175,3 +175,37 @@ TEST_CASE("download_to_file over https with --ca, resuming", "[http]") {
   REQUIRE(log.size() == 1);
   CHECK(log[0].range == "bytes=1000-");
 }
+
+TEST_CASE("download_to_file: a failed run leaves its partial file, the next continues it",
+          "[http]") {
+  Download d;
+  test::NginxServer nginx(d.rig.www);
+  const uint64_t cut = MiB + 77;
+  {
+    test::CutProxy proxy(nginx.port(), {cut});
+    CHECK_THROWS_WITH(
+        download_to_file(proxy.url("/x.osup"), d.out, d.expect, test::fast_http(1), nullptr),
+        Contains("(gave up after 1 attempt)"));
+  }
+  CHECK(fs::file_size(d.out) == cut);
+  download_to_file(nginx.url("/x.osup"), d.out, d.expect, test::fast_http(), nullptr);
+  CHECK(read_text_file(d.out) == d.data);
+  const auto log = nginx.wait_for_log("/x.osup", 2);
+  REQUIRE(log.size() == 2);
+  CHECK(log[1].range == "bytes=" + std::to_string(cut) + "-");
+  CHECK(log[1].body_bytes == kSize - cut);
+}
+
+TEST_CASE("download_to_file: a stalled connection is dropped after low_speed_time, then continued",
+          "[http]") {
+  Download d;
+  test::NginxServer nginx(d.rig.www);
+  test::CutProxy proxy(nginx.port(), {MiB}, /*stall=*/true);
+  HttpOptions o = test::fast_http();
+  o.low_speed_time_s = 1;
+  download_to_file(proxy.url("/x.osup"), d.out, d.expect, o, nullptr);
+  CHECK(read_text_file(d.out) == d.data);
+  const auto log = nginx.wait_for_log("/x.osup", 2);
+  REQUIRE(log.size() == 2);
+  CHECK(log[1].range == "bytes=" + std::to_string(MiB) + "-");
+}

@@ -111,7 +111,7 @@ TEST_CASE("https: trusted with --ca, refused with another CA or the system's", "
   m = error_of([&] { (void)http_get(url, 1 << 20, o); });
   CHECK_THAT(m, StartsWith("fetching " + url + ": TLS certificate not trusted ("));
   CHECK_THAT(m, Contains("); pass --ca FILE with the channel's CA"));
-  CHECK(nginx.access_log("/index.json").size() == 2);  // refused ones never reach HTTP
+  CHECK(nginx.wait_for_log("/index.json", 2).size() == 2);  // refused ones never reach HTTP
 }
 
 TEST_CASE("open_http_source reads a URL as a stream", "[http]") {
