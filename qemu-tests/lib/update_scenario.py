@@ -42,6 +42,7 @@ from vm import VM, VMError  # noqa: E402
 # A file the boot never reads (so corrupting it cannot stop the boot) and that we can find.
 CANARY = "/usr/share/common-licenses/GPL-3"
 BOOT_START = [rb"Linux version \d", rb"BdsDxe: loading", rb"EFI stub: "]
+KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\] .*(\n|$)", re.M)
 
 results = []
 
@@ -91,7 +92,9 @@ class Guest:
         exit status, stdout + stderr for messages)."""
         out, rc = self.vm.run(f"{{ {command}\n}} 2>/run/e2e-stderr; s=$?; echo; echo OSUP-STDERR; "
                               "cat /run/e2e-stderr; (exit $s)", timeout=timeout)
-        stdout = out.partition("\nOSUP-STDERR\n")[0]
+        # The serial console also carries kernel messages that get past `dmesg -n 1` (a
+        # soft-lockup warning under TCG on a busy host is KERN_EMERG); they are not output.
+        stdout = KERNEL_LINE.sub("", out.partition("\nOSUP-STDERR\n")[0])
         try:
             return json.loads(stdout), rc, out
         except ValueError:
