@@ -106,7 +106,8 @@ class MountedEsp final : public EspAccess {
     const std::string host = host_path(path);
     std::error_code ec;
     if (!std::filesystem::is_regular_file(host, ec)) return false;
-    std::filesystem::copy_file(host, host_file, std::filesystem::copy_options::overwrite_existing, ec);
+    std::filesystem::copy_file(host, host_file, std::filesystem::copy_options::overwrite_existing,
+                               ec);
     if (ec) fail("copy " + host + " to " + host_file + ": " + ec.message());
     return true;
   }

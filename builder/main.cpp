@@ -1,9 +1,9 @@
 // osup-build: builds signed A/B disk images and update bundles (see README.md).
 #include <charconv>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -137,11 +137,13 @@ int cmd_publish(const std::vector<std::string>& args) {
   if (a.flag("json")) {
     nlohmann::json ds = nlohmann::json::array();
     for (const auto& d : r.deltas)
-      ds.push_back({{"from", d.entry.from_version}, {"path", d.entry.file.path},
-                    {"bytes", d.stats.bytes}, {"seconds", d.stats.seconds}});
+      ds.push_back({{"from", d.entry.from_version},
+                    {"path", d.entry.file.path},
+                    {"bytes", d.stats.bytes},
+                    {"seconds", d.stats.seconds}});
     nlohmann::json j{{"version", r.release.version}, {"bundle", r.release.bundle.path},
-                     {"bundle_bytes", full}, {"serial", r.serial}, {"expires", r.expires},
-                     {"deltas", ds}};
+                     {"bundle_bytes", full},         {"serial", r.serial},
+                     {"expires", r.expires},         {"deltas", ds}};
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -172,17 +174,21 @@ int cmd_delta(const std::vector<std::string>& args) {
   fs::remove_all(work);
   const uint64_t full = fs::file_size(a.positionals()[1]);
   if (a.flag("json")) {
-    nlohmann::json j{{"bytes", st.bytes}, {"bundle_bytes", full}, {"seconds", st.seconds},
-                     {"copy_blocks", st.copy_blocks}, {"literal_blocks", st.literal_blocks},
+    nlohmann::json j{{"bytes", st.bytes},
+                     {"bundle_bytes", full},
+                     {"seconds", st.seconds},
+                     {"copy_blocks", st.copy_blocks},
+                     {"literal_blocks", st.literal_blocks},
                      {"zero_blocks", st.zero_blocks}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("%s: %s (%.2f%% of the bundle), %llu blocks copied, %llu literal, %llu zero, "
-                "%.1f s\n",
-                out.c_str(), format_size(st.bytes).c_str(), ratio_percent(st.bytes, full),
-                static_cast<unsigned long long>(st.copy_blocks),
-                static_cast<unsigned long long>(st.literal_blocks),
-                static_cast<unsigned long long>(st.zero_blocks), st.seconds);
+    std::printf(
+        "%s: %s (%.2f%% of the bundle), %llu blocks copied, %llu literal, %llu zero, "
+        "%.1f s\n",
+        out.c_str(), format_size(st.bytes).c_str(), ratio_percent(st.bytes, full),
+        static_cast<unsigned long long>(st.copy_blocks),
+        static_cast<unsigned long long>(st.literal_blocks),
+        static_cast<unsigned long long>(st.zero_blocks), st.seconds);
   }
   return 0;
 }

@@ -15,6 +15,8 @@ install(FILES
   ${_hooks}/systemd/osup-health-check.service
   ${_hooks}/systemd/osup-health-failed.service
   ${_hooks}/systemd/osup-mark-good.service
+  ${_hooks}/systemd/osup-update.service
+  ${_hooks}/systemd/osup-update.timer
   DESTINATION lib/systemd/system COMPONENT boot)
 install(FILES ${_hooks}/systemd/80-osup.preset
   DESTINATION lib/systemd/system-preset COMPONENT boot)
@@ -24,6 +26,9 @@ install(PROGRAMS
   DESTINATION lib/osup COMPONENT boot)
 install(PROGRAMS ${_hooks}/systemd/health.d/10-data-partition
   DESTINATION lib/osup/health.d COMPONENT boot)
+# The units' Documentation= and the commented update.conf for /etc/osup (all off).
+install(FILES ${CMAKE_SOURCE_DIR}/README.md ${_hooks}/systemd/update.conf.example
+  DESTINATION share/doc/osup COMPONENT boot)
 install(FILES ${_hooks}/dracut/osup-image.conf
   DESTINATION lib/osup RENAME dracut.conf COMPONENT boot)
 install(PROGRAMS
@@ -44,12 +49,14 @@ else()
 endif()
 
 # Units are enabled through presets at install time (systemctl works offline, also in
-# the image build's chroot); nothing is started: they only act on an osup boot.
+# the image build's chroot); nothing is started: they only act on an osup boot. The
+# update timer is enabled too; its service skips unless /etc/osup/update.conf has
+# `timer = on`.
 set(_deb_scripts ${CMAKE_BINARY_DIR}/deb-scripts)
 file(WRITE ${_deb_scripts}/postinst [=[#!/bin/sh
 set -e
 if [ "$1" = configure ] && command -v systemctl >/dev/null; then
-    systemctl --no-reload preset osup-health-check.service osup-mark-good.service || true
+    systemctl --no-reload preset osup-health-check.service osup-mark-good.service osup-update.timer || true
 fi
 ]=])
 file(CHMOD ${_deb_scripts}/postinst
@@ -65,7 +72,8 @@ set(CPACK_PACKAGE_DESCRIPTION
 and lets systemd-boot fall back to the previous slot when a new one does not come up.
 osup-build turns a JSON spec into a root file system, a flashable disk image and a signed
 update bundle. Also ships the boot integration for images: health-check and mark-good
-units and the dracut module 'osup' (only used when an image build asks for it).")
+units, an update timer (off until /etc/osup/update.conf turns it on) and the dracut
+module 'osup' (only used when an image build asks for it).")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # osup_<version>_<arch>.deb
 set(CPACK_STRIP_FILES ON)  # images carry the package: keep debug info in the build tree

@@ -20,8 +20,8 @@ constexpr std::string_view kDoc = "channel index";
 // Relative, plain components only: a device joins it to the channel URL, so it must never
 // climb out of the channel or name another host.
 void check_path(const std::string& field, const std::string& path) {
-  bool ok = !path.empty() && path.size() <= 255 && path.front() != '/' &&
-            all_of_chars(path, "._+-/");
+  bool ok =
+      !path.empty() && path.size() <= 255 && path.front() != '/' && all_of_chars(path, "._+-/");
   for (size_t start = 0; ok && start <= path.size();) {
     size_t end = path.find('/', start);
     if (end == std::string::npos) end = path.size();
@@ -30,15 +30,16 @@ void check_path(const std::string& field, const std::string& path) {
     start = end + 1;
   }
   if (!ok)
-    field_error(field, "must be a relative path of letters, digits, . _ + - (no '..', no "
-                       "empty part)");
+    field_error(field,
+                "must be a relative path of letters, digits, . _ + - (no '..', no "
+                "empty part)");
 }
 
 void check_name(const std::string& field, const std::string& v, std::string_view extra,
                 size_t max) {
   if (v.empty() || v.size() > max || !all_of_chars(v, extra))
-    field_error(field, "must be 1-" + std::to_string(max) + " letters, digits or " +
-                           std::string(extra));
+    field_error(field,
+                "must be 1-" + std::to_string(max) + " letters, digits or " + std::string(extra));
 }
 
 void check_hex(const std::string& field, const std::string& v) {
@@ -102,7 +103,8 @@ void ChannelIndex::validate() const {
     const std::string f = "releases[" + std::to_string(i) + "]";
     check_name(f + ".name", r.name, "._-", 64);
     check_name(f + ".version", r.version, ".+~_-", 64);
-    if (r.arch != "x86_64" && r.arch != "aarch64") field_error(f + ".arch", "must be x86_64 or aarch64");
+    if (r.arch != "x86_64" && r.arch != "aarch64")
+      field_error(f + ".arch", "must be x86_64 or aarch64");
     check_name(f + ".compatible", r.compatible, "._+-:,@", 128);
     check_hex(f + ".root_hash", r.root_hash);
     if (r.rollout_percent < 0 || r.rollout_percent > 100)
@@ -142,8 +144,11 @@ std::string ChannelIndex::to_json() const {
                   {"bundle", file_json(r.bundle)},
                   {"deltas", ds}});
   }
-  json j{{"format", format}, {"channel", channel}, {"serial", serial},
-         {"expires", expires}, {"releases", rs}};
+  json j{{"format", format},
+         {"channel", channel},
+         {"serial", serial},
+         {"expires", expires},
+         {"releases", rs}};
   return j.dump(2) + "\n";
 }
 

@@ -30,7 +30,7 @@ struct ChannelDelta {
 struct ChannelRelease {
   std::string name, version, arch, compatible;
   uint64_t created = 0;
-  std::string root_hash;  // verity root hash of the release's root (from its manifest)
+  std::string root_hash;      // verity root hash of the release's root (from its manifest)
   int rollout_percent = 100;  // 0-100: the share of machines offered this release
   ChannelFile bundle;
   std::vector<ChannelDelta> deltas;
@@ -43,8 +43,8 @@ struct ChannelIndex {
   static constexpr const char* kSignatureFile = "index.json.sig";
 
   int format = kFormat;
-  std::string channel;  // its name ("stable"): devices keep the newest serial per channel
-  uint64_t serial = 0;  // grows with every publish
+  std::string channel;   // its name ("stable"): devices keep the newest serial per channel
+  uint64_t serial = 0;   // grows with every publish
   uint64_t expires = 0;  // seconds since the epoch
   std::vector<ChannelRelease> releases;  // oldest first
 

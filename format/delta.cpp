@@ -51,9 +51,10 @@ std::string Header::to_json() const {
                   {"source_sha256", f.source_sha256},
                   {"data", section_json(f.data)}});
   json j{{"format", format},
-         {"source", {{"version", source_version},
-                     {"root_hash", source_root_hash},
-                     {"root_size", source_root_size}}},
+         {"source",
+          {{"version", source_version},
+           {"root_hash", source_root_hash},
+           {"root_size", source_root_size}}},
          {"manifest", section_json(manifest)},
          {"signature", section_json(signature)},
          {"files", fs},
@@ -84,7 +85,8 @@ Header Header::parse(std::string_view text) {
   h.manifest = parse_section(top, "manifest");
   h.signature = parse_section(top, "signature");
   const json& fs = top.get("files");
-  if (!fs.is_array() || fs.size() > 2) json_field_error(kDoc, "files", "must be an array of at most 2");
+  if (!fs.is_array() || fs.size() > 2)
+    json_field_error(kDoc, "files", "must be an array of at most 2");
   for (size_t i = 0; i < fs.size(); ++i) {
     JsonFields f(fs[i], std::string(kDoc), "files[" + std::to_string(i) + "]");
     FileDelta fd;
@@ -93,7 +95,8 @@ Header Header::parse(std::string_view text) {
       json_field_error(kDoc, f.name("kind"), "must be kernel or initrd");
     fd.kind = *kind;
     const std::string m = f.str("method");
-    if (m != "same" && m != "zstd-patch") json_field_error(kDoc, f.name("method"), "must be same or zstd-patch");
+    if (m != "same" && m != "zstd-patch")
+      json_field_error(kDoc, f.name("method"), "must be same or zstd-patch");
     fd.method = m == "same" ? FileMethod::same : FileMethod::zstd_patch;
     fd.source_sha256 = f.sha256_hex("source_sha256");
     fd.data = parse_section(f, "data");
@@ -126,7 +129,8 @@ Header read_header(int fd, const std::string& what, uint64_t* data_start) {
     fail(what + " is not an osup delta (no OSUPDLT1 header); use the full bundle");
   uint32_t n = 0;
   for (int i = 3; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(pre[kMagic.size() + i]);
-  if (n == 0 || n > kMaxHeader) fail(what + ": delta header length " + std::to_string(n) + " is out of range");
+  if (n == 0 || n > kMaxHeader)
+    fail(what + ": delta header length " + std::to_string(n) + " is out of range");
   std::string body(n, '\0');
   if (pread_full(fd, std::as_writable_bytes(std::span(body)), pre.size(), what) != n)
     fail(what + " is truncated inside its header");
@@ -227,8 +231,8 @@ struct RootOpReader::Impl {
   ~Impl() { ZSTD_freeDCtx(dctx); }
 };
 
-RootOpReader::RootOpReader(std::function<size_t(std::span<std::byte>)> input,
-                           SourceBlocks& source, uint64_t total_blocks)
+RootOpReader::RootOpReader(std::function<size_t(std::span<std::byte>)> input, SourceBlocks& source,
+                           uint64_t total_blocks)
     : impl_(std::make_unique<Impl>()) {
   impl_->input = std::move(input);
   impl_->source = &source;

@@ -174,7 +174,8 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress, uint
   auto read_chunk = [&](size_t which, uint64_t offset) {
     std::vector<std::byte>& buf = bufs[which];
     size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), p.data_size - offset));
-    size_t got = pread_full(data_fd, std::span(buf.data(), want), data_offset + offset, "verity data");
+    size_t got =
+        pread_full(data_fd, std::span(buf.data(), want), data_offset + offset, "verity data");
     if (got != want)
       fail("verity data ends at byte " + std::to_string(offset + got) + " but " +
            std::to_string(p.data_size) + " bytes were to be hashed; is it the right file?");

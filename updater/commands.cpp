@@ -15,10 +15,10 @@
 #include "base/process.h"
 #include "base/size.h"
 #include "format/bundle_reader.h"
+#include "format/delta.h"
 #include "format/verity.h"
 #include "updater/bundle_source.h"
 #include "updater/delta_install.h"
-#include "format/delta.h"
 #include "updater/install.h"
 #include "updater/lock.h"
 #include "updater/rollback.h"
@@ -141,7 +141,9 @@ void print_plan(const UpdatePlan& p, bool json_out) {
 
 json update_json(const UpdateOutcome& out) {
   const UpdatePlan& p = out.plan;
-  json j{{"current", p.current}, {"channel", p.channel}, {"serial", p.serial},
+  json j{{"current", p.current},
+         {"channel", p.channel},
+         {"serial", p.serial},
          {"available", p.release ? json(p.release->version) : json(nullptr)},
          {"installed", out.installed}};
   if (p.release) {
@@ -168,7 +170,8 @@ int cmd_update(const Globals& g, const std::vector<std::string>& args) {
   if (o.channel_url.empty())
     fail("no update channel: set 'channel = URL' in " + a.value_or("config", kUpdateConfigPath) +
          " or pass --channel URL");
-  if (!is_url(o.channel_url)) fail("--channel wants an http:// or https:// URL, not '" + o.channel_url + "'");
+  if (!is_url(o.channel_url))
+    fail("--channel wants an http:// or https:// URL, not '" + o.channel_url + "'");
   o.http.ca_file = a.value("ca").value_or(conf.ca.value_or(""));
   if (auto n = a.value("retries")) {
     int v = -1;
@@ -188,14 +191,15 @@ int cmd_update(const Globals& g, const std::vector<std::string>& args) {
   if (!o.check_only) lock.emplace(s.disk.path, "update", g.lock_wait);
   sig::TrustStore trust = load_trust(g);
   const bool json_out = a.flag("json");
-  UpdateOutcome out = run_update(s.disk, *s.boot, trust, o,
-                                 [&](const UpdatePlan& p) { print_plan(p, json_out); });
+  UpdateOutcome out =
+      run_update(s.disk, *s.boot, trust, o, [&](const UpdatePlan& p) { print_plan(p, json_out); });
   if (json_out) {
     std::printf("%s\n", update_json(out).dump(2).c_str());
   } else if (out.installed) {
     std::printf("installed %s into slot %s; it boots next (%d tries)%s\n",
                 out.install->version.c_str(), layout::slot_name(out.install->slot).c_str(),
-                s.boot->slot(out.install->slot).tries_left, a.flag("reboot") ? "" : "; reboot to use it");
+                s.boot->slot(out.install->slot).tries_left,
+                a.flag("reboot") ? "" : "; reboot to use it");
   }
   if (out.installed && a.flag("reboot")) reboot_now();
   return 0;
@@ -255,8 +259,9 @@ int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
   if (is_delta_file(what)) {
     Session s = open_session(g);
     DiskLock lock(s.disk.path, "switch", g.lock_wait);
-    InstallResult r = install_delta(s.disk, *s.boot, load_trust(g),
-                                    DeltaInstallOptions{what, a.flag("allow-downgrade"), g.progress});
+    InstallResult r =
+        install_delta(s.disk, *s.boot, load_trust(g),
+                      DeltaInstallOptions{what, a.flag("allow-downgrade"), g.progress});
     print_installed(r, *s.boot, a.flag("json"));
     if (a.flag("reboot")) reboot_now();
     return 0;

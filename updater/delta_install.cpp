@@ -51,13 +51,15 @@ OpenDelta open_delta(const std::string& path) {
   std::vector<std::byte> buf(1 << 20);
   for (uint64_t off = 0; off < h.root.size;) {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), h.root.size - off));
-    const size_t got = pread_full(d.fd.get(), std::span(buf.data(), want), d.data_start + h.root.offset + off, path);
+    const size_t got = pread_full(d.fd.get(), std::span(buf.data(), want),
+                                  d.data_start + h.root.offset + off, path);
     if (got != want) fail("delta " + path + " is truncated");
     sha.update(std::span<const std::byte>(buf.data(), got));
     off += got;
   }
   if (to_hex(sha.finish()) != h.root_sha256)
-    fail("delta " + path + " is damaged (its root section does not match its checksum); download it again");
+    fail("delta " + path +
+         " is damaged (its root section does not match its checksum); download it again");
   d.manifest_bytes = read_section(d, h.manifest, "manifest");
   d.signature = read_section(d, h.signature, "signature");
   return d;
@@ -90,11 +92,10 @@ uint64_t write_root(const OsupDisk& disk, const OpenDelta& d, const SlotPartitio
       source, m.verity.data_size / verity::kBlockSize);
   bool direct = false;
   UniqueFd out = open_for_writing(disk.path, &direct);
-  const uint64_t n = stream_to_partition([&](std::span<std::byte> b) { return ops.read(b); },
-                                         [](std::span<const std::byte>) {},
-                                         StreamTarget{out.get(), direct, target.root.start,
-                                                      target.root.size, target.root.label},
-                                         progress);
+  const uint64_t n = stream_to_partition(
+      [&](std::span<std::byte> b) { return ops.read(b); }, [](std::span<const std::byte>) {},
+      StreamTarget{out.get(), direct, target.root.start, target.root.size, target.root.label},
+      progress);
   if (n != m.verity.data_size)
     fail("the delta made " + std::to_string(n) + " root bytes but the manifest says " +
          std::to_string(m.verity.data_size));
@@ -110,8 +111,9 @@ void rebuild_tree(const OsupDisk& disk, const SlotPartitions& target, const Mani
   const Digest got = verity::build(fd.get(), fd.get(), verity_params(m), progress,
                                    target.root.start, target.verity.start);
   if (got != digest_from_hex(m.verity.root_hash, "manifest verity.root_hash"))
-    fail("the root rebuilt from the delta does not match the signed root hash; the delta is "
-         "corrupt or made for other bytes (the full bundle still works)");
+    fail(
+        "the root rebuilt from the delta does not match the signed root hash; the delta is "
+        "corrupt or made for other bytes (the full bundle still works)");
   fault::point("sync verity");
   fsync_fd(fd.get(), disk.path);
 }
@@ -127,14 +129,16 @@ InstallResult install_delta(OsupDisk& disk, BootControl& boot, const sig::TrustS
   // Everything the delta and the running slot let us check comes before the first write.
   const OpenDelta d = open_delta(opts.delta);
   if (!trust.find_signer(d.manifest_bytes, d.signature))
-    fail("the release manifest in delta " + opts.delta + " is not signed by a trusted key (keys in " +
-         trust.description() + ")");
+    fail("the release manifest in delta " + opts.delta +
+         " is not signed by a trusted key (keys in " + trust.description() + ")");
   const Manifest m = Manifest::parse(d.manifest_bytes);
   const std::optional<Manifest> running = slot_manifest(disk, cur);
   if (!running || running->verity.root_hash != d.header.source_root_hash)
     fail("delta " + opts.delta + " is made from " + d.header.source_version + " (root " +
          d.header.source_root_hash.substr(0, 12) + ") but slot " + layout::slot_char(cur) +
-         " runs " + (running ? running->version + " (root " + running->verity.root_hash.substr(0, 12) + ")" : "nothing") +
+         " runs " +
+         (running ? running->version + " (root " + running->verity.root_hash.substr(0, 12) + ")"
+                  : "nothing") +
          "; use the full bundle");
   check_compatible(disk, m, running, opts.allow_downgrade);
   check_fits(disk, m, target);
@@ -146,10 +150,12 @@ InstallResult install_delta(OsupDisk& disk, BootControl& boot, const sig::TrustS
     const Payload* want = m.find(k);
     if (!want) continue;
     const delta::FileDelta* fd = d.header.file(k);
-    if (!fd) fail("delta " + opts.delta + " has no " + to_string(k) + " section; use the full bundle");
+    if (!fd)
+      fail("delta " + opts.delta + " has no " + to_string(k) + " section; use the full bundle");
     const std::string out = (tmp.path() / to_string(k)).string();
     with_context("rebuilding the " + to_string(k), [&] {
-      apply_file_delta(*fd, d.fd.get(), d.data_start, source_file(disk, cur, k, tmp.path()), *want, out);
+      apply_file_delta(*fd, d.fd.get(), d.data_start, source_file(disk, cur, k, tmp.path()), *want,
+                       out);
     });
     files[k == PayloadKind::kernel ? 0 : 1] = out;
   }

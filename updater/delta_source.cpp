@@ -11,8 +11,8 @@
 
 #include "base/error.h"
 #include "format/parallel_hash.h"
-#include "format/verity.h"
 #include "format/sha256.h"
+#include "format/verity.h"
 #include "updater/verify.h"
 
 namespace fs = std::filesystem;
@@ -44,10 +44,12 @@ void VerifiedSlotBlocks::read(uint64_t first, uint64_t count, std::byte* out) {
     fail(name_ + " ends before block " + std::to_string(first + count));
   digests_.resize(static_cast<size_t>(count) * verity::kDigestSize);
   hasher_->hash(out, count, digests_.data());
-  const auto* want = reinterpret_cast<const uint8_t*>(level0_->bytes().data()) + first * verity::kDigestSize;
+  const auto* want =
+      reinterpret_cast<const uint8_t*>(level0_->bytes().data()) + first * verity::kDigestSize;
   if (std::memcmp(digests_.data(), want, digests_.size()) == 0) return;
   for (uint64_t i = 0; i < count; ++i)
-    if (std::memcmp(digests_.data() + i * verity::kDigestSize, want + i * verity::kDigestSize, verity::kDigestSize) != 0)
+    if (std::memcmp(digests_.data() + i * verity::kDigestSize, want + i * verity::kDigestSize,
+                    verity::kDigestSize) != 0)
       fail("block " + std::to_string(first + i) + " of the running " + name_ +
            " does not match its verity hash; the running slot is damaged, use the full bundle");
 }
@@ -79,8 +81,9 @@ void apply_file_delta(const delta::FileDelta& fd, int delta_fd, uint64_t data_st
     UniqueFd out = open_file(out_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (::ftruncate(out.get(), static_cast<off_t>(want.size)) != 0)
       fail_errno("size " + out_path, errno);
-    void* dst = want.size ? ::mmap(nullptr, want.size, PROT_READ | PROT_WRITE, MAP_SHARED, out.get(), 0)
-                          : nullptr;
+    void* dst = want.size
+                    ? ::mmap(nullptr, want.size, PROT_READ | PROT_WRITE, MAP_SHARED, out.get(), 0)
+                    : nullptr;
     if (dst == MAP_FAILED) fail_errno("map " + out_path, errno);
     ZSTD_DCtx* dctx = ZSTD_createDCtx();
     ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 31);

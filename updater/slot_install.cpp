@@ -33,9 +33,9 @@ UniqueFd open_for_writing(const std::string& disk, bool* direct) {
 }
 
 TempDir::TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string t = std::string(base && *base ? base : "/tmp") + "/osup-XXXXXX";
-    if (!::mkdtemp(t.data())) fail_errno("create a temporary directory", errno);
+  const char* base = std::getenv("TMPDIR");
+  std::string t = std::string(base && *base ? base : "/tmp") + "/osup-XXXXXX";
+  if (!::mkdtemp(t.data())) fail_errno("create a temporary directory", errno);
   path_ = t;
 }
 
@@ -77,7 +77,6 @@ void check_fits(const OsupDisk& disk, const Manifest& m, layout::Slot target) {
          "in /boot");
 }
 
-
 // DPS pairing: the slot's partition UUIDs name the root hash it now holds.
 void pair_partition_uuids(const OsupDisk& disk, layout::Slot target, const Digest& root_hash) {
   const SlotPartitions& sp = disk.slot(target);
@@ -86,6 +85,5 @@ void pair_partition_uuids(const OsupDisk& disk, layout::Slot target, const Diges
   fault::point("set verity partition uuid");
   gpt::set_partition_uuid(disk.path, sp.verity.number, layout::verity_partition_uuid(root_hash));
 }
-
 
 }  // namespace osup

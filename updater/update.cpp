@@ -60,8 +60,8 @@ std::string fetch(const UpdateOptions& o, const ChannelFile& f, bool delta) {
   const uint64_t have = partial_size(path);
   check_space(o.cache_dir, f.size > have ? f.size - have : 0);
   Progress progress("downloading", f.size, o.progress);
-  download_to_file(join_url(o.channel_url, f.path), path, DownloadExpect{f.size, f.sha256},
-                   o.http, &progress);
+  download_to_file(join_url(o.channel_url, f.path), path, DownloadExpect{f.size, f.sha256}, o.http,
+                   &progress);
   return path;
 }
 

@@ -21,7 +21,7 @@ namespace osup {
 
 struct UpdateOptions {
   std::string channel_url;
-  std::string state_dir = "/var/lib/osup";   // newest index serial seen
+  std::string state_dir = "/var/lib/osup";    // newest index serial seen
   std::string cache_dir = "/var/cache/osup";  // downloads, kept across runs until installed
   std::string machine_id;                     // staged rollout bucket
   std::optional<uint64_t> now;                // seconds since the epoch; tests fix it
@@ -37,7 +37,7 @@ struct UpdatePlan {
   uint64_t serial = 0;
   std::optional<ChannelRelease> release;  // nullopt: up to date
   bool delta = false;
-  ChannelFile file;  // what will be downloaded
+  ChannelFile file;      // what will be downloaded
   uint64_t already = 0;  // bytes of it already in the cache from an earlier run
 };
 

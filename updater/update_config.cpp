@@ -36,7 +36,8 @@ UpdateConfig parse_update_config(const std::string& text, const std::string& wha
     } else if (key == "ca") {
       c.ca = value;
     } else if (key == "timer") {
-      if (value != "on" && value != "off") fail(where + ": timer must be on or off, not '" + value + "'");
+      if (value != "on" && value != "off")
+        fail(where + ": timer must be on or off, not '" + value + "'");
       c.timer = value == "on";
     } else {
       fail(where + ": unknown key '" + key + "'; known keys are channel, ca, timer");

@@ -154,51 +154,54 @@ void root_delta(const MappedFile& old_img, const MappedFile& new_img, delta::Hea
 }  // namespace
 
 DeltaStats make_delta(const BundleFiles& from, const BundleFiles& to, const std::string& out_path) {
-  return with_context("making the delta " + from.manifest.version + " -> " + to.manifest.version,
-                      [&] {
-    const auto t0 = std::chrono::steady_clock::now();
-    if (from.manifest.arch != to.manifest.arch || from.manifest.compatible != to.manifest.compatible)
-      fail("releases differ in arch or compatible string; a delta joins versions of one image");
-    delta::Header h;
-    h.source_version = from.manifest.version;
-    h.source_root_hash = from.manifest.verity.root_hash;
-    h.source_root_size = from.manifest.verity.data_size;
-    const std::string body_path = out_path + ".body.tmp";
-    Body body(body_path);
-    h.manifest = body.add(to.manifest_bytes);
-    h.signature = body.add(to.signature);
-    for (PayloadKind k : {PayloadKind::kernel, PayloadKind::initrd})
-      if (to.manifest.find(k) && from.manifest.find(k)) h.files.push_back(file_delta(from, to, k, body));
-      else if (to.manifest.find(k))
-        fail("the source release has no " + to_string(k) + "; publish the full bundle only");
-    {
-      MappedFile old_img(from.paths.at(PayloadKind::root)), new_img(to.paths.at(PayloadKind::root));
-      root_delta(old_img, new_img, h, body);
-    }
+  return with_context(
+      "making the delta " + from.manifest.version + " -> " + to.manifest.version, [&] {
+        const auto t0 = std::chrono::steady_clock::now();
+        if (from.manifest.arch != to.manifest.arch ||
+            from.manifest.compatible != to.manifest.compatible)
+          fail("releases differ in arch or compatible string; a delta joins versions of one image");
+        delta::Header h;
+        h.source_version = from.manifest.version;
+        h.source_root_hash = from.manifest.verity.root_hash;
+        h.source_root_size = from.manifest.verity.data_size;
+        const std::string body_path = out_path + ".body.tmp";
+        Body body(body_path);
+        h.manifest = body.add(to.manifest_bytes);
+        h.signature = body.add(to.signature);
+        for (PayloadKind k : {PayloadKind::kernel, PayloadKind::initrd})
+          if (to.manifest.find(k) && from.manifest.find(k))
+            h.files.push_back(file_delta(from, to, k, body));
+          else if (to.manifest.find(k))
+            fail("the source release has no " + to_string(k) + "; publish the full bundle only");
+        {
+          MappedFile old_img(from.paths.at(PayloadKind::root)),
+              new_img(to.paths.at(PayloadKind::root));
+          root_delta(old_img, new_img, h, body);
+        }
 
-    const std::string tmp = out_path + ".tmp";
-    {
-      UniqueFd out = open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      const std::string pre = delta::encode_preamble(h);
-      write_all(out.get(), std::as_bytes(std::span(pre)), tmp);
-      std::vector<std::byte> buf(1 << 20);
-      for (uint64_t off = 0; off < body.size();) {
-        size_t got = pread_full(body.fd(), buf, off, body_path);
-        write_all(out.get(), std::span<const std::byte>(buf.data(), got), tmp);
-        off += got;
-      }
-      fsync_fd(out.get(), tmp);
-    }
-    fs::remove(body_path);
-    fs::rename(tmp, out_path);
-    DeltaStats st;
-    st.bytes = fs::file_size(out_path);
-    st.copy_blocks = h.copy_blocks;
-    st.literal_blocks = h.literal_blocks;
-    st.zero_blocks = h.zero_blocks;
-    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return st;
-  });
+        const std::string tmp = out_path + ".tmp";
+        {
+          UniqueFd out = open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+          const std::string pre = delta::encode_preamble(h);
+          write_all(out.get(), std::as_bytes(std::span(pre)), tmp);
+          std::vector<std::byte> buf(1 << 20);
+          for (uint64_t off = 0; off < body.size();) {
+            size_t got = pread_full(body.fd(), buf, off, body_path);
+            write_all(out.get(), std::span<const std::byte>(buf.data(), got), tmp);
+            off += got;
+          }
+          fsync_fd(out.get(), tmp);
+        }
+        fs::remove(body_path);
+        fs::rename(tmp, out_path);
+        DeltaStats st;
+        st.bytes = fs::file_size(out_path);
+        st.copy_blocks = h.copy_blocks;
+        st.literal_blocks = h.literal_blocks;
+        st.zero_blocks = h.zero_blocks;
+        st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return st;
+      });
 }
 
 }  // namespace osup::build

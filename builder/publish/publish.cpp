@@ -40,10 +40,12 @@ void copy_in(const std::string& from, const std::string& to) {
 }
 
 // The last `n` releases of the same image before `version`, newest first.
-std::vector<const ChannelRelease*> delta_sources(const ChannelIndex& idx, const Manifest& m, int n) {
+std::vector<const ChannelRelease*> delta_sources(const ChannelIndex& idx, const Manifest& m,
+                                                 int n) {
   std::vector<const ChannelRelease*> out;
   for (const ChannelRelease& r : idx.releases)
-    if (r.arch == m.arch && r.compatible == m.compatible && compare_versions(r.version, m.version) < 0)
+    if (r.arch == m.arch && r.compatible == m.compatible &&
+        compare_versions(r.version, m.version) < 0)
       out.push_back(&r);
   std::sort(out.begin(), out.end(), [](const ChannelRelease* a, const ChannelRelease* b) {
     return compare_versions(a->version, b->version) > 0;
@@ -75,8 +77,7 @@ std::optional<ChannelIndex> read_channel(const std::string& dir, const sig::Publ
 PublishResult publish(const PublishOptions& o) {
   if (o.rollout_percent < 0 || o.rollout_percent > 100)
     fail("--rollout wants a percentage 0-100, not " + std::to_string(o.rollout_percent));
-  if (o.expires_in_days == 0 || o.expires_in_days > 3650)
-    fail("--expires-in wants 1-3650 days");
+  if (o.expires_in_days == 0 || o.expires_in_days > 3650) fail("--expires-in wants 1-3650 days");
   const sig::PrivateKey key = sig::PrivateKey::load(o.key_path);
   const sig::PublicKey pub = sig::PublicKey::from_pem(key.public_pem(), o.key_path);
   sig::TrustStore trust;
@@ -110,8 +111,8 @@ PublishResult publish(const PublishOptions& o) {
   rel.bundle = describe(o.channel_dir, bundle_rel);
 
   for (const ChannelRelease* src : delta_sources(idx, m, o.deltas_from)) {
-    const BundleFiles from = extract_bundle(
-        (fs::path(o.channel_dir) / src->bundle.path).string(), trust, work + "/old");
+    const BundleFiles from =
+        extract_bundle((fs::path(o.channel_dir) / src->bundle.path).string(), trust, work + "/old");
     const std::string rel_path =
         "deltas/" + m.name + "-" + src->version + "-to-" + m.version + "-" + m.arch + ".osupd";
     const std::string path = (fs::path(o.channel_dir) / rel_path).string();

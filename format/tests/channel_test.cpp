@@ -1,9 +1,10 @@
+#include "format/channel.h"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "base/error.h"
-#include "format/channel.h"
 
 using namespace osup;
 using Catch::Matchers::Contains;
@@ -74,8 +75,8 @@ TEST_CASE("pick_release takes the newest admitted release of this image", "[unit
   other_arch.arch = "aarch64";
   ChannelRelease other_image = release("8.0.0");
   other_image.compatible = "desktop-x86_64";
-  const ChannelIndex idx =
-      index_with({release("1.0.0"), release("2.0.0"), release("3.0.0", 0), other_arch, other_image});
+  const ChannelIndex idx = index_with(
+      {release("1.0.0"), release("2.0.0"), release("3.0.0", 0), other_arch, other_image});
   const ChannelRelease* r = pick_release(idx, "x86_64", "minimal-x86_64", "1.0.0", "m1");
   REQUIRE(r);
   CHECK(r->version == "2.0.0");  // 3.0.0 is at 0 %, 9.0.0 and 8.0.0 are other images
@@ -105,6 +106,7 @@ TEST_CASE("staged rollout: shares match the percentage, answers are stable and w
   for (const auto& id : at10) CHECK(at30.count(id));  // raising N only adds machines
   // Another release draws other machines first.
   int same = 0;
-  for (const auto& id : ids) same += (rollout_bucket(id, "2.0.0") < 10) && (rollout_bucket(id, "3.0.0") < 10);
+  for (const auto& id : ids)
+    same += (rollout_bucket(id, "2.0.0") < 10) && (rollout_bucket(id, "3.0.0") < 10);
   CHECK(same < 40);
 }

@@ -1,9 +1,10 @@
+#include "format/delta.h"
+
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <random>
 
 #include "base/error.h"
-#include "format/delta.h"
 
 using namespace osup;
 using Catch::Matchers::Contains;
@@ -54,7 +55,8 @@ std::vector<std::byte> decode(const std::string& stream, delta::SourceBlocks& sr
       src, blocks);
   std::vector<std::byte> out;
   std::vector<std::byte> buf(chunk_blocks * kB);
-  for (size_t n; (n = r.read(buf)) > 0;) out.insert(out.end(), buf.begin(), buf.begin() + static_cast<ptrdiff_t>(n));
+  for (size_t n; (n = r.read(buf)) > 0;)
+    out.insert(out.end(), buf.begin(), buf.begin() + static_cast<ptrdiff_t>(n));
   return out;
 }
 
@@ -115,7 +117,8 @@ TEST_CASE("delta header round-trips and is strict", "[unit]") {
   h.manifest = {0, 100};
   h.signature = {100, 64};
   h.files.push_back({PayloadKind::kernel, delta::FileMethod::same, std::string(64, 'b'), {}});
-  h.files.push_back({PayloadKind::initrd, delta::FileMethod::zstd_patch, std::string(64, 'c'), {164, 9}});
+  h.files.push_back(
+      {PayloadKind::initrd, delta::FileMethod::zstd_patch, std::string(64, 'c'), {164, 9}});
   h.root = {173, 1000};
   h.root_sha256 = std::string(64, 'd');
   const delta::Header back = delta::Header::parse(h.to_json());

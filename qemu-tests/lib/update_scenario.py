@@ -2,22 +2,30 @@
 """The end-to-end update scenario of an osup image under QEMU (driven by qemu-tests/e2e):
 
   1. v1 boots on slot a and is marked good; write a file under /home, one under /var/lib
-     and a change to /etc;
-  2. `osup switch` to v2 (bundle on a second virtio disk), reboot: v2 runs on slot b, is
+     and a change to /etc; the update timer is enabled, its service skips (timer off);
+  2. network update to v2: /etc/osup/update.conf names the channel on the host
+     (http://10.0.2.2:PORT/), `osup update --check --json` offers v2 as a delta of under
+     5 % of the v2 bundle, `osup update --json` installs it into slot b; nginx's access
+     log shows the delta fetched and the full bundle not; reboot: v2 runs on slot b, is
      marked good, and the files are all there;
   3. `osup rollback`, reboot: v1 runs on slot a again, files still there;
-  4. `osup switch` to v3 (replaces v2 on slot b; carries a failing health check), reboot:
+  4. `osup switch` to v3 (bundle on a second virtio disk; replaces v2 on slot b; carries
+     a failing health check), reboot:
      v3 fails its health check and, without help, the machine ends up running v1 on slot
      a within the tries; `osup status` shows b bad; `osup rollback` refuses;
   5. power off, flip one byte of a file inside slot a's root partition from the host, boot:
      reading that file fails (dm-verity) instead of returning changed bytes.
 
-    update_scenario.py DISK --bundles BUNDLES.img --v1 VER --v2 VER --v3 VER
-                       --v2-bundle NAME --v3-bundle NAME [--arch A] [--log DIR] [--timeout S]
+    update_scenario.py DISK --bundles BUNDLES.img --v1 VER --v2 VER --v3 VER --v3-bundle NAME
+                       --channel DIR --channel-port PORT --channel-log FILE
+                       [--arch A] [--log DIR] [--timeout S]
 
-BUNDLES.img is a file system image (no partition table) holding the v2 and v3 bundles;
-the guest sees it as /dev/vdb. Prints one line per
-check and 'N passed, N failed'; exits non-zero on any failure.
+BUNDLES.img is a file system image (no partition table) holding the v3 bundle; the guest
+sees it as /dev/vdb. DIR is the channel directory (osup-build publish) that an HTTP
+server on the host's 127.0.0.1:PORT serves, writing its access log to FILE (lines with
+the request in double quotes, then status and bytes, as nginx's default formats); the
+guest reaches it as 10.0.2.2:PORT. Prints one line per check and 'N passed, N failed';
+exits non-zero on any failure.
 """
 
 import argparse
@@ -34,6 +42,7 @@ from vm import VM, VMError  # noqa: E402
 # A file the boot never reads (so corrupting it cannot stop the boot) and that we can find.
 CANARY = "/usr/share/common-licenses/GPL-3"
 BOOT_START = [rb"Linux version \d", rb"BdsDxe: loading", rb"EFI stub: "]
+KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\] .*(\n|$)", re.M)
 
 results = []
 
@@ -78,6 +87,19 @@ class Guest:
     def reboot(self):
         self.vm.reboot(self.timeout)
 
+    def run_json(self, command, timeout=120):
+        """Runs COMMAND with stdout kept apart from stderr; returns (parsed stdout or None,
+        exit status, stdout + stderr for messages)."""
+        out, rc = self.vm.run(f"{{ {command}\n}} 2>/run/e2e-stderr; s=$?; echo; echo OSUP-STDERR; "
+                              "cat /run/e2e-stderr; (exit $s)", timeout=timeout)
+        # The serial console also carries kernel messages that get past `dmesg -n 1` (a
+        # soft-lockup warning under TCG on a busy host is KERN_EMERG); they are not output.
+        stdout = KERNEL_LINE.sub("", out.partition("\nOSUP-STDERR\n")[0])
+        try:
+            return json.loads(stdout), rc, out
+        except ValueError:
+            return None, rc, out
+
     def mount_bundles(self):
         # The bundles disk is the second virtio disk; it has no partition table.
         self.vm.check("mkdir -p /run/bundles && (mountpoint -q /run/bundles || mount -o ro /dev/vdb /run/bundles)")
@@ -92,6 +114,16 @@ class Guest:
 
 def slot_state(status, slot):
     return status["slots"][slot]["state"]
+
+
+def access_log_requests(path):
+    """(method, path, status) of every request in an nginx access log."""
+    requests = []
+    for line in Path(path).read_text(errors="replace").splitlines():
+        m = re.search(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})', line)
+        if m:
+            requests.append((m.group(1), m.group(2).split("?")[0], int(m.group(3))))
+    return requests
 
 
 def flip_byte_in_file(disk, path):
@@ -128,15 +160,19 @@ def main():
     p.add_argument("--v1", required=True)
     p.add_argument("--v2", required=True)
     p.add_argument("--v3", required=True)
-    p.add_argument("--v2-bundle", required=True, help="file name of v2's bundle on the bundles disk")
     p.add_argument("--v3-bundle", required=True, help="file name of v3's bundle on the bundles disk")
+    p.add_argument("--channel", help="the channel directory on the host (osup-build publish --channel)")
+    p.add_argument("--channel-port", type=int, help="port of the host's 127.0.0.1 where the channel is served")
+    p.add_argument("--channel-log", help="the HTTP server's access log")
     p.add_argument("--arch")
     p.add_argument("--log", default=".")
     p.add_argument("--timeout", type=float, default=1200, help="seconds for one boot to reach a shell")
     p.add_argument("--verity-only", action="store_true", help="run step 5 alone (on a disk after step 4)")
     a = p.parse_args()
+    if not a.verity_only and not (a.channel and a.channel_port and a.channel_log):
+        p.error("--channel, --channel-port and --channel-log are needed (all but --verity-only)")
     log = Path(a.log)
-    bundle = {a.v2: "/run/bundles/" + a.v2_bundle, a.v3: "/run/bundles/" + a.v3_bundle}
+    bundle = {a.v3: "/run/bundles/" + a.v3_bundle}
 
     start = time.monotonic()
     if not a.verity_only:
@@ -149,7 +185,8 @@ def main():
 
 def update_steps(a, bundle, log):
     """Steps 1-4: upgrade, rollback, a bad update that rolls back by itself."""
-    with VM(a.disk, arch=a.arch, extra_disks=[a.bundles], log_path=log / "console-1.log") as vm:
+    with VM(a.disk, arch=a.arch, extra_disks=[a.bundles], log_path=log / "console-1.log",
+            host_ports=[a.channel_port]) as vm:
         g = Guest(vm, a.timeout)
         step(f"(1) boot v{a.v1}")
         vm.wait_for_login(a.timeout)
@@ -164,10 +201,43 @@ def update_steps(a, bundle, log):
                  "echo var-data > /var/lib/e2e/state.txt && echo etc-change > /etc/e2e.conf && "
                  "echo '10.0.2.99 e2e-host' >> /etc/hosts && sync")
 
-        step(f"(2) switch to v{a.v2}")
-        g.mount_bundles()
-        out, rc = vm.run(f"osup switch {bundle[a.v2]}", timeout=1800)
-        check("osup switch v2 succeeds", rc == 0, out)
+        out, _ = vm.run("systemctl is-enabled osup-update.timer; systemctl is-active osup-update.timer")
+        check("osup-update.timer is enabled and waiting", out.split() == ["enabled", "active"], out)
+
+        step(f"(2) update to v{a.v2} from the channel")
+        url = f"http://10.0.2.2:{a.channel_port}/"
+        vm.check(f"mkdir -p /etc/osup && printf 'channel = {url}\\n' > /etc/osup/update.conf")
+        # The timer's service skips unless update.conf says `timer = on`; it has no such line.
+        out, _ = vm.run("systemctl start osup-update.service; echo start=$?; "
+                        "systemctl show -p Result --value osup-update.service", timeout=300)
+        check("osup-update.service skips without 'timer = on'", out.split() == ["start=0", "exec-condition"], out)
+        name, arch = "minimal", a.arch or "x86_64"
+        v2_bundle = Path(a.channel) / "bundles" / f"{name}-{a.v2}-{arch}.osup"
+        delta = Path(a.channel) / "deltas" / f"{name}-{a.v1}-to-{a.v2}-{arch}.osupd"
+        check("the channel holds the v2 bundle and a delta from v1", v2_bundle.is_file() and delta.is_file(),
+              sorted(str(f.relative_to(a.channel)) for f in Path(a.channel).rglob("*") if f.is_file()))
+        bundle_bytes = v2_bundle.stat().st_size if v2_bundle.is_file() else 0
+        j, rc, out = g.run_json("osup update --check --json", timeout=600)
+        check("osup update --check offers v2 as a delta from v1",
+              rc == 0 and j and j.get("current") == a.v1 and j.get("available") == a.v2 and j.get("method") == "delta"
+              and not j.get("installed"), out)
+        dl = j.get("download_bytes") if j else None
+        check(f"the download is under 5 % of the v2 bundle ({bundle_bytes} bytes)",
+              isinstance(dl, int) and 0 < dl < 0.05 * bundle_bytes, f"download_bytes {dl}")
+        if isinstance(dl, int) and bundle_bytes:
+            print(f"download {dl} bytes = {100.0 * dl / bundle_bytes:.2f} % of the v2 bundle", flush=True)
+        j, rc, out = g.run_json("osup update --json", timeout=1800)
+        check("osup update installs v2 into slot b from the delta",
+              rc == 0 and j and j.get("installed") is True and j.get("method") == "delta" and j.get("slot") == "b"
+              and j.get("available") == a.v2, out)
+        requests = access_log_requests(a.channel_log)
+        gets = [(path, status) for method, path, status in requests if method == "GET"]
+        delta_url = f"/deltas/{delta.name}"
+        check("the guest fetched the channel index and the delta",
+              any(path == "/index.json" and status in (200, 304) for path, status in gets)
+              and any(path == delta_url and status in (200, 206) for path, status in gets), requests)
+        check("the guest did not fetch the full v2 bundle",
+              not any(path == f"/bundles/{v2_bundle.name}" for path, status in gets), requests)
         st = g.status()
         check("status: b trying, next boot b", slot_state(st, "b") == "trying" and st["next_boot"] == "b",
               json.dumps(st))

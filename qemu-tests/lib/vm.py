@@ -83,6 +83,7 @@ class VM:
         cpus: Optional[int] = None,
         run_vm: Union[str, Path] = RUN_VM,
         echo: bool = False,
+        host_ports: Sequence[int] = (),
     ) -> None:
         self.image = Path(image)
         self.arch = arch
@@ -93,6 +94,7 @@ class VM:
         self.cpus = cpus
         self.run_vm = Path(run_vm)
         self.echo = echo  # copy the console to stderr as it arrives (debugging)
+        self.host_ports = [int(p) for p in host_ports]  # host 127.0.0.1:P seen as 10.0.2.2:P
         self._proc: Optional[subprocess.Popen] = None
         self._buf = bytearray()
         self._pos = 0  # where the next expect() starts looking
@@ -115,6 +117,8 @@ class VM:
             cmd += ["--memory", str(self.memory_mib)]
         if self.cpus:
             cmd += ["--cpus", str(self.cpus)]
+        for port in self.host_ports:
+            cmd += ["--host-port", str(port)]
         return cmd
 
     def start(self) -> "VM":
@@ -344,13 +348,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("image")
     p.add_argument("--arch")
     p.add_argument("--extra-disk", action="append", default=[])
+    p.add_argument("--host-port", action="append", type=int, default=[],
+                   help="the host's 127.0.0.1:PORT, seen by the guest as 10.0.2.2:PORT (repeatable)")
     p.add_argument("--serial-log")
     p.add_argument("--timeout", type=float, default=900, help="seconds for the boot to reach a shell")
     p.add_argument("--run", action="append", default=[], help="command to run (repeatable)")
     p.add_argument("--echo", action="store_true", help="copy the console to stderr")
     a = p.parse_args(argv)
     rc = 0
-    with VM(a.image, arch=a.arch, extra_disks=a.extra_disk, log_path=a.serial_log, echo=a.echo) as vm:
+    with VM(a.image, arch=a.arch, extra_disks=a.extra_disk, log_path=a.serial_log, echo=a.echo,
+            host_ports=a.host_port) as vm:
         vm.wait_for_login(a.timeout)
         for c in a.run:
             out, status = vm.run(c)

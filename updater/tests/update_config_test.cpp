@@ -1,7 +1,8 @@
+#include "updater/update_config.h"
+
 #include <catch2/catch.hpp>
 
 #include "base/error.h"
-#include "updater/update_config.h"
 
 using namespace osup;
 using Catch::Matchers::Contains;

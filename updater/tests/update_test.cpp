@@ -29,8 +29,8 @@ struct Channel {
   test::TempDir dir;
   test::TestKey key = test::make_key(dir / "key");
   test::TestImage v1 = test::build_tiny_image(dir.path(), Arch::x86_64, "1.0.0", key);
-  test::TestImage v2 = test::build_tiny_image(dir.path(), Arch::x86_64, "2.0.0", key, "tiny",
-                                              {"--no-disk"}, "v2");
+  test::TestImage v2 =
+      test::build_tiny_image(dir.path(), Arch::x86_64, "2.0.0", key, "tiny", {"--no-disk"}, "v2");
   std::string www = dir / "www";
   std::string state = dir / "state", cache = dir / "cache";
 
@@ -40,8 +40,8 @@ struct Channel {
     publish(v2.bundle);
   }
   void publish(const std::string& bundle, const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> argv = {test::osup_build_exe(), "publish", bundle, "--channel",
-                                     www, "--key", key.private_key};
+    std::vector<std::string> argv = {
+        test::osup_build_exe(), "publish", bundle, "--channel", www, "--key", key.private_key};
     argv.insert(argv.end(), extra.begin(), extra.end());
     RunResult r = run(argv);
     INFO(r.err);
@@ -53,9 +53,17 @@ struct Channel {
     return run(argv);
   }
   RunResult update(const std::string& url, const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> args = {"update",      "--channel",   url,    "--state-dir",
-                                     state,         "--cache-dir", cache,  "--machine-id",
-                                     "0123456789abcdef0123456789abcdef", "--retries", "0",
+    std::vector<std::string> args = {"update",
+                                     "--channel",
+                                     url,
+                                     "--state-dir",
+                                     state,
+                                     "--cache-dir",
+                                     cache,
+                                     "--machine-id",
+                                     "0123456789abcdef0123456789abcdef",
+                                     "--retries",
+                                     "0",
                                      "--json"};
     args.insert(args.end(), extra.begin(), extra.end());
     return osup(args);
