@@ -70,7 +70,7 @@ std::string source_file(const OsupDisk& disk, layout::Slot s, PayloadKind kind,
                         const fs::path& dir) {
   const SlotEspPaths paths = slot_esp_paths(s);
   const std::string& esp_path = kind == PayloadKind::kernel ? paths.kernel : paths.initrd;
-  const std::string out = (dir / ("source-" + to_string(kind))).string();
+  std::string out = (dir / ("source-" + to_string(kind))).string();
   if (!disk.esp_files->copy_out(esp_path, out))
     fail("the running slot has no " + esp_path + " on the ESP; use the full bundle");
   return out;

@@ -55,7 +55,7 @@ void check_space(const std::string& dir, uint64_t need) {
 
 std::string fetch(const UpdateOptions& o, const ChannelFile& f, bool delta) {
   fs::create_directories(o.cache_dir);
-  const std::string path = cache_path(o, f, delta);
+  std::string path = cache_path(o, f, delta);
   prune_cache(o, path);
   const uint64_t have = partial_size(path);
   check_space(o.cache_dir, f.size > have ? f.size - have : 0);
