@@ -113,7 +113,7 @@ TEST_CASE("delta header round-trips and is strict", "[unit]") {
   delta::Header h;
   h.source_version = "1.0.0";
   h.source_root_hash = std::string(64, 'a');
-  h.source_root_size = 4096 * 10;
+  h.source_root_size = uint64_t{4096} * 10;
   h.manifest = {0, 100};
   h.signature = {100, 64};
   h.files.push_back({PayloadKind::kernel, delta::FileMethod::same, std::string(64, 'b'), {}});
