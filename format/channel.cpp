@@ -1,5 +1,6 @@
 #include "format/channel.h"
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -175,6 +176,13 @@ ChannelIndex ChannelIndex::parse(std::string_view text) {
   f.done();
   idx.validate();
   return idx;
+}
+
+uint64_t channel_time(std::optional<uint64_t> fixed) {
+  if (fixed) return *fixed;
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
 }
 
 int rollout_bucket(std::string_view machine_id, std::string_view release_version) {

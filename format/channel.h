@@ -56,6 +56,9 @@ struct ChannelIndex {
   bool operator==(const ChannelIndex&) const = default;
 };
 
+// Seconds since the epoch: `fixed` when set (tests), else the clock. Expiries are in these.
+[[nodiscard]] uint64_t channel_time(std::optional<uint64_t> fixed);
+
 // Staged rollout: the machine's bucket (0-99) for a release, stable for a given machine id
 // and release, independent between releases. A release at N% goes to buckets below N, so
 // raising N only adds machines.

@@ -2,7 +2,6 @@
 
 #include <sys/statvfs.h>
 
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 
@@ -17,13 +16,6 @@ namespace fs = std::filesystem;
 
 namespace osup {
 namespace {
-
-uint64_t now_seconds(const UpdateOptions& o) {
-  if (o.now) return *o.now;
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
 
 // Downloads are named by their content hash, so a partial file from an earlier run is
 // continued only for the very same file.
@@ -69,7 +61,7 @@ UpdatePlan make_plan(const OsupDisk& disk, BootControl& boot, const sig::TrustSt
                      const UpdateOptions& o, const Manifest& running) {
   UpdatePlan plan;
   plan.current = running.version;
-  ChannelFetch f{o.channel_url, o.state_dir, now_seconds(o), o.http};
+  ChannelFetch f{o.channel_url, o.state_dir, channel_time(o.now), o.http};
   const ChannelIndex idx = fetch_channel_index(f, trust);
   plan.channel = idx.channel;
   plan.serial = idx.serial;

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 
 #include "base/error.h"
@@ -16,13 +15,6 @@ namespace fs = std::filesystem;
 
 namespace osup::build {
 namespace {
-
-uint64_t now_seconds(const PublishOptions& o) {
-  if (o.now) return *o.now;
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
 
 ChannelFile describe(const std::string& dir, const std::string& rel) {
   const std::string path = (fs::path(dir) / rel).string();
@@ -127,7 +119,7 @@ PublishResult publish(const PublishOptions& o) {
   fs::remove_all(work);
 
   idx.serial += 1;
-  idx.expires = now_seconds(o) + o.expires_in_days * 86400;
+  idx.expires = channel_time(o.now) + o.expires_in_days * 86400;
   idx.releases.push_back(rel);
   write_index(o.channel_dir, idx, key);
   result.serial = idx.serial;
