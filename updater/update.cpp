@@ -29,11 +29,16 @@ uint64_t partial_size(const std::string& path) {
   return ec ? 0 : n;
 }
 
-// Removes what earlier runs left for other releases.
+// Removes the downloads earlier runs left for other releases (only files osup names:
+// 64 hex digits + .osup or .osupd; anything else in the directory is not ours).
 void prune_cache(const UpdateOptions& o, const std::string& keep) {
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(o.cache_dir, ec))
-    if (e.path().string() != keep) fs::remove(e.path(), ec);
+  for (const auto& e : fs::directory_iterator(o.cache_dir, ec)) {
+    const std::string ext = e.path().extension().string(), stem = e.path().stem().string();
+    const bool ours = (ext == ".osup" || ext == ".osupd") && stem.size() == 64 &&
+                      stem.find_first_not_of("0123456789abcdef") == std::string::npos;
+    if (ours && e.path().string() != keep) fs::remove(e.path(), ec);
+  }
 }
 
 void check_space(const std::string& dir, uint64_t need) {
