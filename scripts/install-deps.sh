@@ -11,7 +11,7 @@ fi
 packages=(
   # build
   build-essential cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
-  libfdisk-dev libblkid-dev libzstd-dev libssl-dev nlohmann-json3-dev libarchive-dev libcurl4-openssl-dev catch2 ccache
+  libfdisk-dev libblkid-dev libzstd-dev libssl-dev nlohmann-json3-dev libarchive-dev libcurl4-openssl-dev catch2
   # image building
   erofs-utils squashfs-tools dosfstools mtools e2fsprogs fdisk debootstrap zstd
   qemu-user-static binfmt-support systemd-boot-efi busybox-static
