@@ -43,4 +43,28 @@ MappedFile::~MappedFile() {
   if (base_) ::munmap(base_, mapped_);
 }
 
+MappedOutputFile::MappedOutputFile(const std::string& path, uint64_t size)
+    : path_(path), size_(static_cast<size_t>(size)) {
+  UniqueFd fd = open_file(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) fail_errno("size " + path, errno);
+  if (size) {
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    if (p == MAP_FAILED) fail_errno("map " + path, errno);
+    data_ = static_cast<std::byte*>(p);
+  }
+  fd_ = fd.release();
+}
+
+MappedOutputFile::~MappedOutputFile() {
+  if (data_) ::munmap(data_, size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void MappedOutputFile::finish(uint64_t used) {
+  if (data_) ::munmap(data_, size_);
+  data_ = nullptr;
+  if (::ftruncate(fd_, static_cast<off_t>(used)) != 0) fail_errno("size " + path_, errno);
+  size_ = 0;
+}
+
 }  // namespace osup

@@ -31,4 +31,22 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// A new file of a given size, mapped writable: what is written lands in the page cache of
+// the file, not in anonymous memory. finish() cuts the file to the bytes used.
+class MappedOutputFile {
+ public:
+  MappedOutputFile(const std::string& path, uint64_t size);
+  ~MappedOutputFile();
+  MappedOutputFile(const MappedOutputFile&) = delete;
+  MappedOutputFile& operator=(const MappedOutputFile&) = delete;
+  [[nodiscard]] std::span<std::byte> bytes() { return {data_, size_}; }
+  void finish(uint64_t used);
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 }  // namespace osup

@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "base/fd.h"
+#include "base/mapped_file.h"
 #include "base/process.h"
 #include "base/size.h"
 #include "boot/boot_control.h"
@@ -31,6 +32,7 @@
 #include "builder/rootfs/tarball.h"
 #include "builder/spec.h"
 #include "format/bundle_writer.h"
+#include "format/initrd_pack.h"
 #include "format/manifest.h"
 #include "format/signature.h"
 #include "format/verity.h"
@@ -255,7 +257,15 @@ void extract_boot_files(Build& b) {
     fs::copy_file(b.kernel->kernel, b.kernel_copy, fs::copy_options::overwrite_existing);
     if (!b.kernel->initrd.empty()) {
       b.initrd_copy = (b.work / "initrd").string();
-      fs::copy_file(b.kernel->initrd, b.initrd_copy, fs::copy_options::overwrite_existing);
+      // An uncompressed initrd (dracut --no-compress) is packed here, delta-friendly
+      // (format/initrd_pack.h); one compressed by dracut ships as it is.
+      if (initrd::is_raw_cpio(MappedFile(b.kernel->initrd).bytes())) {
+        const uint64_t raw = fs::file_size(b.kernel->initrd);
+        const uint64_t packed = initrd::pack_file(b.kernel->initrd, b.initrd_copy);
+        b.log.step("packed the initrd: " + format_size(raw) + " -> " + format_size(packed));
+      } else {
+        fs::copy_file(b.kernel->initrd, b.initrd_copy, fs::copy_options::overwrite_existing);
+      }
       // The booted initrd is the ESP's; a second copy in the root is dead weight (30 MiB
       // for the minimal image) and, being generated rather than packaged, the part of
       // the root most likely to change between builds, which would swell every delta.

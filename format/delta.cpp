@@ -3,6 +3,8 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <bit>
+#include <memory>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -15,8 +17,6 @@ namespace {
 
 using json = nlohmann::json;
 constexpr std::string_view kDoc = "delta header";
-constexpr int kWindowLog = 24;  // 16 MiB: bounds the device's decompression memory
-enum Op : unsigned { kCopy = 0, kLiteral = 1, kZero = 2 };
 
 json section_json(const Section& s) { return json{{"offset", s.offset}, {"size", s.size}}; }
 
@@ -29,7 +29,17 @@ Section parse_section(JsonFields& parent, const std::string& key) {
   return s;
 }
 
-std::string method_name(FileMethod m) { return m == FileMethod::same ? "same" : "zstd-patch"; }
+std::string method_name(FileMethod m) {
+  switch (m) {
+    case FileMethod::same:
+      return "same";
+    case FileMethod::zstd_patch:
+      return "zstd-patch";
+    case FileMethod::zstd_repack:
+      return "zstd-repack";
+  }
+  return "?";
+}
 
 void check_zstd(size_t rc, const char* what) {
   if (ZSTD_isError(rc)) fail(std::string(what) + ": " + ZSTD_getErrorName(rc));
@@ -58,9 +68,14 @@ std::string Header::to_json() const {
          {"manifest", section_json(manifest)},
          {"signature", section_json(signature)},
          {"files", fs},
-         {"root", section_json(root)},
+         {"root_ops", section_json(root_ops)},
+         {"root_literals", section_json(root_literals)},
          {"root_sha256", root_sha256},
-         {"blocks", {{"copy", copy_blocks}, {"literal", literal_blocks}, {"zero", zero_blocks}}}};
+         {"blocks",
+          {{"copy", copy_blocks},
+           {"literal", literal_blocks},
+           {"zero", zero_blocks},
+           {"reference", reference_blocks}}}};
   return j.dump(2) + "\n";
 }
 
@@ -95,20 +110,28 @@ Header Header::parse(std::string_view text) {
       json_field_error(kDoc, f.name("kind"), "must be kernel or initrd");
     fd.kind = *kind;
     const std::string m = f.str("method");
-    if (m != "same" && m != "zstd-patch")
-      json_field_error(kDoc, f.name("method"), "must be same or zstd-patch");
-    fd.method = m == "same" ? FileMethod::same : FileMethod::zstd_patch;
+    if (m == "same")
+      fd.method = FileMethod::same;
+    else if (m == "zstd-patch")
+      fd.method = FileMethod::zstd_patch;
+    else if (m == "zstd-repack" && fd.kind == PayloadKind::initrd)
+      fd.method = FileMethod::zstd_repack;
+    else
+      json_field_error(kDoc, f.name("method"),
+                       "must be same, zstd-patch or (initrd only) zstd-repack");
     fd.source_sha256 = f.sha256_hex("source_sha256");
     fd.data = parse_section(f, "data");
     f.done();
     h.files.push_back(fd);
   }
-  h.root = parse_section(top, "root");
+  h.root_ops = parse_section(top, "root_ops");
+  h.root_literals = parse_section(top, "root_literals");
   h.root_sha256 = top.sha256_hex("root_sha256");
   JsonFields b(top.get("blocks"), std::string(kDoc), "blocks");
   h.copy_blocks = b.u64("copy");
   h.literal_blocks = b.u64("literal");
   h.zero_blocks = b.u64("zero");
+  h.reference_blocks = b.u64("reference");
   b.done();
   top.done();
   return h;
@@ -138,208 +161,206 @@ Header read_header(int fd, const std::string& what, uint64_t* data_start) {
   return with_context(what, [&] { return Header::parse(body); });
 }
 
-// ---- writer ----
+// ---- the root ----
 
-struct RootOpWriter::Impl {
-  std::function<void(std::span<const std::byte>)> sink;
-  ZSTD_CCtx* cctx = nullptr;
-  std::vector<std::byte> in, out;
-  ~Impl() { ZSTD_freeCCtx(cctx); }
-};
+namespace {
 
-RootOpWriter::RootOpWriter(std::function<void(std::span<const std::byte>)> sink, int level)
-    : impl_(std::make_unique<Impl>()) {
-  impl_->sink = std::move(sink);
-  impl_->cctx = ZSTD_createCCtx();
-  if (!impl_->cctx) fail("out of memory for zstd");
-  check_zstd(ZSTD_CCtx_setParameter(impl_->cctx, ZSTD_c_compressionLevel, level), "zstd level");
-  check_zstd(ZSTD_CCtx_setParameter(impl_->cctx, ZSTD_c_windowLog, kWindowLog), "zstd window");
-  check_zstd(ZSTD_CCtx_setParameter(impl_->cctx, ZSTD_c_enableLongDistanceMatching, 1), "zstd ldm");
-  check_zstd(ZSTD_CCtx_setParameter(impl_->cctx, ZSTD_c_nbWorkers, 2), "zstd workers");
-  check_zstd(ZSTD_CCtx_setParameter(impl_->cctx, ZSTD_c_checksumFlag, 1), "zstd checksum");
-  impl_->in.reserve(1 << 20);
-  impl_->out.resize(ZSTD_CStreamOutSize());
+using ZstdC = std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)>;
+using ZstdD = std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)>;
+
+ZstdC new_cctx() {
+  ZstdC c(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  if (!c) fail("out of memory for zstd");
+  return c;
 }
 
-RootOpWriter::~RootOpWriter() = default;
-
-void RootOpWriter::flush(bool end) {
-  ZSTD_inBuffer in{impl_->in.data(), impl_->in.size(), 0};
-  for (;;) {
-    ZSTD_outBuffer out{impl_->out.data(), impl_->out.size(), 0};
-    size_t left = ZSTD_compressStream2(impl_->cctx, &out, &in, end ? ZSTD_e_end : ZSTD_e_continue);
-    check_zstd(left, "compressing the root delta");
-    if (out.pos) impl_->sink(std::span(impl_->out.data(), out.pos));
-    if (end ? left == 0 : in.pos == in.size) break;
-  }
-  impl_->in.clear();
+ZstdD new_dctx() {
+  ZstdD d(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!d) fail("out of memory for zstd");
+  return d;
 }
 
-void RootOpWriter::put(std::span<const std::byte> bytes) {
-  while (!bytes.empty()) {
-    size_t room = impl_->in.capacity() - impl_->in.size();
-    size_t n = std::min(room, bytes.size());
-    impl_->in.insert(impl_->in.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(n));
-    bytes = bytes.subspan(n);
-    if (impl_->in.size() == impl_->in.capacity()) flush(false);
-  }
-}
-
-void RootOpWriter::put_varint(uint64_t v) {
-  std::byte b[10];
-  size_t n = 0;
+void put_varint(std::string& out, uint64_t v) {
   do {
     auto low = static_cast<uint8_t>(v & 0x7f);
     v >>= 7;
-    b[n++] = static_cast<std::byte>(low | (v ? 0x80 : 0));
+    out.push_back(static_cast<char>(low | (v ? 0x80 : 0)));
   } while (v);
-  put(std::span(b, n));
 }
 
-void RootOpWriter::put_op(uint64_t count, unsigned op) { put_varint((count << 2) | op); }
+// Reads LEB128 numbers from the decompressed operation list.
+class VarintReader {
+ public:
+  explicit VarintReader(std::span<const std::byte> b) : b_(b) {}
+  uint64_t next() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos_ == b_.size()) fail("root delta is truncated (its operation list ends early)");
+      const auto byte = static_cast<uint8_t>(b_[pos_++]);
+      v |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if ((byte & 0x80) == 0) return v;
+    }
+    fail("root delta is corrupt (a number is too long)");
+  }
+  [[nodiscard]] bool at_end() const { return pos_ == b_.size(); }
 
-void RootOpWriter::copy(uint64_t source_block, uint64_t count) {
-  if (!count) return;
-  put_op(count, kCopy);
-  put_varint(source_block);
-}
-
-void RootOpWriter::literal(std::span<const std::byte> blocks) {
-  if (blocks.empty()) return;
-  put_op(blocks.size() / kBlock, kLiteral);
-  put(blocks);
-}
-
-void RootOpWriter::zero(uint64_t count) {
-  if (count) put_op(count, kZero);
-}
-
-void RootOpWriter::finish() { flush(true); }
-
-// ---- reader ----
-
-struct RootOpReader::Impl {
-  std::function<size_t(std::span<std::byte>)> input;
-  SourceBlocks* source = nullptr;
-  uint64_t total = 0, done = 0;  // blocks
-  ZSTD_DCtx* dctx = nullptr;
-  std::vector<std::byte> in, out;
-  size_t in_pos = 0, in_len = 0, out_pos = 0, out_len = 0;
-  bool input_end = false, frame_done = false;
-  unsigned op = kCopy;
-  uint64_t left = 0, src = 0;  // blocks left in the current op; next source block
-  ~Impl() { ZSTD_freeDCtx(dctx); }
+ private:
+  std::span<const std::byte> b_;
+  size_t pos_ = 0;
 };
 
-RootOpReader::RootOpReader(std::function<size_t(std::span<std::byte>)> input, SourceBlocks& source,
-                           uint64_t total_blocks)
-    : impl_(std::make_unique<Impl>()) {
-  impl_->input = std::move(input);
-  impl_->source = &source;
-  impl_->total = total_blocks;
-  impl_->dctx = ZSTD_createDCtx();
-  if (!impl_->dctx) fail("out of memory for zstd");
-  check_zstd(ZSTD_DCtx_setParameter(impl_->dctx, ZSTD_d_windowLogMax, kWindowLog), "zstd window");
-  impl_->in.resize(ZSTD_DStreamInSize());
-  impl_->out.resize(1 << 20);
+[[noreturn]] void corrupt(const std::string& what) {
+  fail("root delta is corrupt (" + what + "); download it again or use the full bundle");
 }
 
-RootOpReader::~RootOpReader() = default;
+// Slower levels only where the input is small: level 19 indexes ~5 MB/s here, which a
+// 1 GiB image's worth of literals and reference would turn into many minutes.
+int literal_level(uint64_t total) {
+  if (total <= (uint64_t{48} << 20)) return 19;
+  if (total <= (uint64_t{160} << 20)) return 15;
+  return 9;
+}
 
-// Up to n decompressed bytes into out (nullptr: only counts them); with `must`, exactly n.
-size_t RootOpReader::take(std::byte* out, size_t n, bool must) {
-  Impl& s = *impl_;
-  size_t got = 0;
-  while (got < n) {
-    if (s.out_pos == s.out_len) {
-      s.out_pos = s.out_len = 0;
-      if (s.in_pos == s.in_len && !s.input_end) {
-        s.in_len = s.input(std::span(s.in));
-        s.in_pos = 0;
-        s.input_end = s.in_len == 0;
-      }
-      ZSTD_inBuffer in{s.in.data(), s.in_len, s.in_pos};
-      ZSTD_outBuffer o{s.out.data(), s.out.size(), 0};
-      size_t rc = ZSTD_decompressStream(s.dctx, &o, &in);
-      if (ZSTD_isError(rc)) fail(std::string("root delta is corrupt: ") + ZSTD_getErrorName(rc));
-      const bool moved = o.pos > 0 || in.pos > s.in_pos;
-      s.in_pos = in.pos;
-      s.out_len = o.pos;
-      if (moved) {
-        s.frame_done = rc == 0;
-      } else if (s.input_end) {
-        if (!s.frame_done) fail("root delta is truncated (its zstd stream ends early)");
-        break;
-      }
-      continue;
+}  // namespace
+
+std::string encode_ops(const RootPlan& plan) {
+  std::string raw;
+  put_varint(raw, plan.reference.size());
+  uint64_t end = 0;
+  for (const BlockRange& r : plan.reference) {
+    if (r.first < end || r.count == 0) fail("reference ranges must ascend and not overlap");
+    put_varint(raw, r.first - end);
+    put_varint(raw, r.count);
+    end = r.first + r.count;
+  }
+  for (const Op& op : plan.ops) {
+    put_varint(raw, (op.count << 2) | static_cast<unsigned>(op.kind));
+    if (op.kind == OpKind::copy) put_varint(raw, op.source);
+  }
+  ZstdC c = new_cctx();
+  check_zstd(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_compressionLevel, 19), "zstd level");
+  check_zstd(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_checksumFlag, 1), "zstd checksum");
+  std::string out(ZSTD_compressBound(raw.size()), '\0');
+  const size_t n = ZSTD_compress2(c.get(), out.data(), out.size(), raw.data(), raw.size());
+  check_zstd(n, "compressing the root operations");
+  out.resize(n);
+  return out;
+}
+
+RootPlan decode_ops(std::span<const std::byte> frame, const RootShape& shape) {
+  const unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
+    corrupt("its operation list is no zstd frame");
+  // Each block needs at most one operation of two numbers; each reference range two.
+  const uint64_t limit = 64 + 22 * (shape.new_blocks + kMaxReferenceRanges);
+  if (size > limit) corrupt("its operation list is too long for the new root");
+  std::vector<std::byte> raw(static_cast<size_t>(size));
+  ZstdD d = new_dctx();
+  const size_t n = ZSTD_decompressDCtx(d.get(), raw.data(), raw.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n)) corrupt(std::string("operation list: ") + ZSTD_getErrorName(n));
+  if (n != raw.size()) corrupt("operation list has the wrong size");
+
+  VarintReader in(raw);
+  RootPlan plan;
+  const uint64_t ranges = in.next();
+  if (ranges > kMaxReferenceRanges) corrupt("too many reference ranges");
+  uint64_t end = 0, ref_blocks = 0;
+  for (uint64_t i = 0; i < ranges; ++i) {
+    const uint64_t gap = in.next(), count = in.next();
+    if (count == 0 || gap > shape.source_blocks - end || count > shape.source_blocks - end - gap)
+      fail("root delta refers to blocks past the end of the source root; it was made for "
+           "another source");
+    plan.reference.push_back({end + gap, count});
+    end += gap + count;
+    ref_blocks += count;
+  }
+  if (ref_blocks != shape.reference_blocks || ref_blocks * kBlock > kMaxReferenceBytes)
+    corrupt("its reference is not the size its header says");
+  uint64_t out_blocks = 0, lit_blocks = 0;
+  while (!in.at_end()) {
+    const uint64_t v = in.next();
+    Op op{static_cast<OpKind>(v & 3), v >> 2, 0};
+    if ((v & 3) > 2 || op.count == 0 || op.count > shape.new_blocks - out_blocks)
+      corrupt("operation " + std::to_string(v & 3) + " of " + std::to_string(op.count) +
+              " blocks at block " + std::to_string(out_blocks));
+    if (op.kind == OpKind::copy) {
+      op.source = in.next();
+      if (op.source > shape.source_blocks || op.count > shape.source_blocks - op.source)
+        fail("root delta copies blocks " + std::to_string(op.source) + "+" +
+             std::to_string(op.count) + " but the source root has " +
+             std::to_string(shape.source_blocks) + "; it was made for another source");
     }
-    size_t k = std::min(n - got, s.out_len - s.out_pos);
-    if (out) std::memcpy(out + got, s.out.data() + s.out_pos, k);
-    s.out_pos += k;
-    got += k;
+    if (op.kind == OpKind::literal) lit_blocks += op.count;
+    out_blocks += op.count;
+    plan.ops.push_back(op);
   }
-  if (must && got != n) fail("root delta is truncated (an operation ends early)");
-  return got;
+  if (out_blocks != shape.new_blocks)
+    fail("root delta is truncated: its operations make " + std::to_string(out_blocks) + " of " +
+         std::to_string(shape.new_blocks) + " blocks");
+  if (lit_blocks != shape.literal_blocks)
+    corrupt("its operations take " + std::to_string(lit_blocks) + " literal blocks, its header " +
+            std::to_string(shape.literal_blocks));
+  return plan;
 }
 
-uint64_t RootOpReader::get_varint() {
-  uint64_t v = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    std::byte b{};
-    take(&b, 1, true);
-    v |= static_cast<uint64_t>(static_cast<uint8_t>(b) & 0x7f) << shift;
-    if ((static_cast<uint8_t>(b) & 0x80) == 0) return v;
-  }
-  fail("root delta is corrupt (a number is too long)");
+std::string compress_literals(std::span<const std::byte> literals,
+                              std::span<const std::byte> reference) {
+  ZstdC c = new_cctx();
+  const uint64_t total = literals.size() + reference.size();
+  const int window = std::clamp(static_cast<int>(std::bit_width(total)), 10, 31);
+  check_zstd(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_compressionLevel, literal_level(total)),
+             "zstd level");
+  check_zstd(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_windowLog, window), "zstd window");
+  check_zstd(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_enableLongDistanceMatching, 1), "zstd ldm");
+  check_zstd(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_checksumFlag, 1), "zstd checksum");
+  if (!reference.empty())
+    check_zstd(ZSTD_CCtx_refPrefix(c.get(), reference.data(), reference.size()), "zstd prefix");
+  std::string out(ZSTD_compressBound(literals.size()), '\0');
+  const size_t n =
+      ZSTD_compress2(c.get(), out.data(), out.size(), literals.data(), literals.size());
+  check_zstd(n, "compressing the literal blocks");
+  out.resize(n);
+  return out;
 }
 
-bool RootOpReader::next_op() {
-  Impl& s = *impl_;
-  std::byte first{};
-  if (take(&first, 1, false) == 0) return false;
-  uint64_t v = static_cast<uint8_t>(first) & 0x7f;
-  if (static_cast<uint8_t>(first) & 0x80) v |= get_varint() << 7;
-  s.op = static_cast<unsigned>(v & 3);
-  s.left = v >> 2;
-  if (s.op > kZero || s.left == 0 || s.left > s.total - s.done)
-    fail("root delta is corrupt (operation " + std::to_string(v & 3) + " of " +
-         std::to_string(s.left) + " blocks at block " + std::to_string(s.done) + ")");
-  if (s.op == kCopy) {
-    s.src = get_varint();
-    const uint64_t have = s.source->block_count();
-    if (s.src > have || s.left > have - s.src)
-      fail("root delta copies blocks " + std::to_string(s.src) + "+" + std::to_string(s.left) +
-           " but the source root has " + std::to_string(have) + "; it was made for another source");
-  }
-  return true;
+void decompress_literals(std::span<const std::byte> frame, std::span<const std::byte> reference,
+                         std::span<std::byte> out) {
+  ZstdD d = new_dctx();
+  check_zstd(ZSTD_DCtx_setParameter(d.get(), ZSTD_d_windowLogMax, 31), "zstd window");
+  if (!reference.empty())
+    check_zstd(ZSTD_DCtx_refPrefix(d.get(), reference.data(), reference.size()), "zstd prefix");
+  const size_t n = ZSTD_decompressDCtx(d.get(), out.data(), out.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n)) corrupt(std::string("literal blocks: ") + ZSTD_getErrorName(n));
+  if (n != out.size()) corrupt("literal blocks have the wrong size");
 }
 
-size_t RootOpReader::read(std::span<std::byte> out) {
-  Impl& s = *impl_;
+RootAssembler::RootAssembler(const RootPlan& plan, std::span<const std::byte> literals,
+                             SourceBlocks& source)
+    : plan_(plan), literals_(literals), source_(source) {}
+
+size_t RootAssembler::read(std::span<std::byte> out) {
   if (out.size() % kBlock) fail("delta reader needs whole blocks");
   size_t filled = 0;
-  while (filled < out.size() && s.done < s.total) {
-    if (s.left == 0 && !next_op())
-      fail("root delta is truncated: it ends at block " + std::to_string(s.done) + " of " +
-           std::to_string(s.total));
-    const uint64_t n = std::min<uint64_t>(s.left, (out.size() - filled) / kBlock);
+  while (filled < out.size() && op_ < plan_.ops.size()) {
+    const Op& op = plan_.ops[op_];
+    const uint64_t n = std::min<uint64_t>(op.count - done_in_op_, (out.size() - filled) / kBlock);
     std::byte* dst = out.data() + filled;
     const size_t bytes = static_cast<size_t>(n) * kBlock;
-    if (s.op == kCopy) {
-      s.source->read(s.src, n, dst);
-      s.src += n;
-    } else if (s.op == kLiteral) {
-      take(dst, bytes, true);
+    if (op.kind == OpKind::copy) {
+      source_.read(op.source + done_in_op_, n, dst);
+    } else if (op.kind == OpKind::literal) {
+      if (literal_pos_ + bytes > literals_.size()) corrupt("it runs out of literal blocks");
+      std::memcpy(dst, literals_.data() + literal_pos_, bytes);
+      literal_pos_ += bytes;
     } else {
       std::memset(dst, 0, bytes);
     }
-    s.left -= n;
-    s.done += n;
+    done_in_op_ += n;
     filled += bytes;
-  }
-  if (s.done == s.total && s.left == 0 && filled < out.size()) {
-    std::byte extra{};
-    if (take(&extra, 1, false) != 0) fail("root delta has data past the end of the new root");
+    if (done_in_op_ == op.count) {
+      ++op_;
+      done_in_op_ = 0;
+    }
   }
   return filled;
 }

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 
 #include <filesystem>
+#include <memory>
 
 #include "base/error.h"
 #include "base/fault.h"
 #include "base/fd.h"
+#include "base/mapped_file.h"
 #include "boot/publish_slot.h"
 #include "boot/slot_boot.h"
 #include "format/sha256.h"
@@ -43,23 +45,25 @@ OpenDelta open_delta(const std::string& path) {
   d.size = fd_size(d.fd.get(), path);
   d.header = delta::read_header(d.fd.get(), path, &d.data_start);
   const delta::Header& h = d.header;
-  if (h.root.offset + h.root.size > d.size - d.data_start)
-    fail("delta " + path + " is truncated (its root section ends past the file)");
-  // The root section is small (it is a delta); hashing it now keeps a damaged file from
-  // retiring the target slot.
+  // The root sections are small (it is a delta); hashing them now keeps a damaged file
+  // from retiring the target slot.
   Sha256 sha;
   std::vector<std::byte> buf(1 << 20);
-  for (uint64_t off = 0; off < h.root.size;) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), h.root.size - off));
-    const size_t got = pread_full(d.fd.get(), std::span(buf.data(), want),
-                                  d.data_start + h.root.offset + off, path);
-    if (got != want) fail("delta " + path + " is truncated");
-    sha.update(std::span<const std::byte>(buf.data(), got));
-    off += got;
+  for (const delta::Section& sec : {h.root_ops, h.root_literals}) {
+    if (sec.offset + sec.size > d.size - d.data_start)
+      fail("delta " + path + " is truncated (its root sections end past the file)");
+    for (uint64_t off = 0; off < sec.size;) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), sec.size - off));
+      const size_t got = pread_full(d.fd.get(), std::span(buf.data(), want),
+                                    d.data_start + sec.offset + off, path);
+      if (got != want) fail("delta " + path + " is truncated");
+      sha.update(std::span<const std::byte>(buf.data(), got));
+      off += got;
+    }
   }
   if (to_hex(sha.finish()) != h.root_sha256)
     fail("delta " + path +
-         " is damaged (its root section does not match its checksum); download it again");
+         " is damaged (its root sections do not match their checksum); download it again");
   d.manifest_bytes = read_section(d, h.manifest, "manifest");
   d.signature = read_section(d, h.signature, "signature");
   return d;
@@ -76,24 +80,44 @@ std::string source_file(const OsupDisk& disk, layout::Slot s, PayloadKind kind,
   return out;
 }
 
+// The operations, checked against the header and both roots, and the literal blocks,
+// decompressed into a scratch file against the running slot's reference blocks.
+struct RootInputs {
+  delta::RootPlan plan;
+  std::unique_ptr<MappedFile> literals;
+};
+
+RootInputs root_inputs(const OpenDelta& d, VerifiedSlotBlocks& source, const Manifest& m,
+                       const fs::path& tmp) {
+  const delta::Header& h = d.header;
+  RootInputs in;
+  {
+    const MappedFile ops(d.fd.get(), "delta", d.data_start + h.root_ops.offset, h.root_ops.size);
+    in.plan = delta::decode_ops(ops.bytes(), delta::RootShape{m.verity.data_size / delta::kBlock,
+                                                              source.block_count(),
+                                                              h.literal_blocks,
+                                                              h.reference_blocks});
+  }
+  const std::string path = (tmp / "literals").string();
+  {
+    const MappedFile frame(d.fd.get(), "delta", d.data_start + h.root_literals.offset,
+                           h.root_literals.size);
+    MappedOutputFile out(path, h.literal_blocks * delta::kBlock);
+    delta::decompress_literals(frame.bytes(), source.view(in.plan.reference), out.bytes());
+    out.finish(h.literal_blocks * delta::kBlock);
+  }
+  in.literals = std::make_unique<MappedFile>(path);
+  return in;
+}
+
 // Rebuilds the new root into the target partition from the delta's operations.
-uint64_t write_root(const OsupDisk& disk, const OpenDelta& d, const SlotPartitions& target,
+uint64_t write_root(const OsupDisk& disk, const RootInputs& in, const SlotPartitions& target,
                     delta::SourceBlocks& source, const Manifest& m, Progress* progress) {
-  const delta::Section& s = d.header.root;
-  uint64_t pos = 0;
-  delta::RootOpReader ops(
-      [&](std::span<std::byte> buf) -> size_t {
-        const uint64_t n = std::min<uint64_t>(buf.size(), s.size - pos);
-        size_t got = pread_full(d.fd.get(), buf.first(static_cast<size_t>(n)),
-                                d.data_start + s.offset + pos, "delta");
-        pos += got;
-        return got;
-      },
-      source, m.verity.data_size / verity::kBlockSize);
+  delta::RootAssembler root(in.plan, in.literals->bytes(), source);
   bool direct = false;
   UniqueFd out = open_for_writing(disk.path, &direct);
   const uint64_t n = stream_to_partition(
-      [&](std::span<std::byte> b) { return ops.read(b); }, [](std::span<const std::byte>) {},
+      [&](std::span<std::byte> b) { return root.read(b); }, [](std::span<const std::byte>) {},
       StreamTarget{out.get(), direct, target.root.start, target.root.size, target.root.label},
       progress);
   if (n != m.verity.data_size)
@@ -144,7 +168,11 @@ InstallResult install_delta(OsupDisk& disk, BootControl& boot, const sig::TrustS
   check_fits(disk, m, target);
   VerifiedSlotBlocks source(disk, cur, *running);
 
-  TempDir tmp;
+  // Scratch files (the literal blocks, the old initrd's content) can be large: they go to
+  // disk (/var/tmp is on the data partition on a device), not to a RAM-backed /tmp.
+  TempDir tmp("/var/tmp");
+  const RootInputs root = with_context("reading the delta's root operations",
+                                       [&] { return root_inputs(d, source, m, tmp.path()); });
   std::string files[2];
   for (PayloadKind k : {PayloadKind::kernel, PayloadKind::initrd}) {
     const Payload* want = m.find(k);
@@ -152,10 +180,10 @@ InstallResult install_delta(OsupDisk& disk, BootControl& boot, const sig::TrustS
     const delta::FileDelta* fd = d.header.file(k);
     if (!fd)
       fail("delta " + opts.delta + " has no " + to_string(k) + " section; use the full bundle");
-    const std::string out = (tmp.path() / to_string(k)).string();
+    const std::string out = tmp / to_string(k);
     with_context("rebuilding the " + to_string(k), [&] {
       apply_file_delta(*fd, d.fd.get(), d.data_start, source_file(disk, cur, k, tmp.path()), *want,
-                       out);
+                       out, tmp.path());
     });
     files[k == PayloadKind::kernel ? 0 : 1] = out;
   }
@@ -168,7 +196,7 @@ InstallResult install_delta(OsupDisk& disk, BootControl& boot, const sig::TrustS
   const auto t0 = Clock::now();
   with_context("installing " + target_name + " from the delta", [&] {
     Progress progress("writing root", m.verity.data_size, opts.progress);
-    result.root_bytes = write_root(disk, d, tp, source, m, &progress);
+    result.root_bytes = write_root(disk, root, tp, source, m, &progress);
   });
   result.stream_seconds = seconds_since(t0);
   const auto t1 = Clock::now();

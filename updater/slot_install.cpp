@@ -32,18 +32,6 @@ UniqueFd open_for_writing(const std::string& disk, bool* direct) {
   return open_file(disk, O_RDWR);
 }
 
-TempDir::TempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string t = std::string(base && *base ? base : "/tmp") + "/osup-XXXXXX";
-  if (!::mkdtemp(t.data())) fail_errno("create a temporary directory", errno);
-  path_ = t;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
 void check_compatible(const OsupDisk& disk, const Manifest& m, const std::optional<Manifest>& cur,
                       bool allow_downgrade) {
   if (m.arch != arch_name(disk.arch))

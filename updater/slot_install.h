@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/fd.h"
+#include "base/temp_dir.h"
 #include "format/manifest.h"
 #include "format/sha256.h"
 #include "updater/disk.h"
@@ -22,17 +23,6 @@ using Clock = std::chrono::steady_clock;
 // than buffered writes and it leaves the page cache alone), buffered otherwise (tmpfs).
 [[nodiscard]] UniqueFd open_for_writing(const std::string& disk, bool* direct);
 
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Arch, compatible string and version (no downgrade unless allowed) against the running slot.
 void check_compatible(const OsupDisk& disk, const Manifest& m, const std::optional<Manifest>& cur,

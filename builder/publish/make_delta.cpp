@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "base/fd.h"
 #include "base/mapped_file.h"
 #include "format/delta.h"
+#include "format/initrd_pack.h"
 #include "format/sha256.h"
 
 namespace fs = std::filesystem;
@@ -71,6 +73,23 @@ std::string zstd_patch(std::span<const std::byte> old_file, std::span<const std:
   return out;
 }
 
+// Both initrds packed by osup-build (format/initrd_pack.h) and the new one repacks to
+// itself here: then the patch runs over the uncompressed content, where a small change
+// stays small. Returns the patch, or nothing when the plain patch must do.
+std::optional<std::string> repack_patch(std::span<const std::byte> old_file,
+                                        std::span<const std::byte> new_file) {
+  const auto old_p = initrd::parse(old_file), new_p = initrd::parse(new_file);
+  if (!old_p || !new_p) return std::nullopt;
+  std::vector<std::byte> old_raw(old_p->raw_size), new_raw(new_p->raw_size);
+  initrd::unpack(old_file, *old_p, old_raw);
+  initrd::unpack(new_file, *new_p, new_raw);
+  std::vector<std::byte> again(initrd::pack_bound(new_raw));
+  again.resize(initrd::pack(new_raw, again));
+  if (!std::equal(again.begin(), again.end(), new_file.begin(), new_file.end()))
+    return std::nullopt;  // packed by another zstd: a device could not rebuild it either
+  return zstd_patch(old_raw, new_raw, "initrd");
+}
+
 delta::FileDelta file_delta(const BundleFiles& from, const BundleFiles& to, PayloadKind kind,
                             Body& body) {
   const Payload* src = from.manifest.find(kind);
@@ -79,9 +98,16 @@ delta::FileDelta file_delta(const BundleFiles& from, const BundleFiles& to, Payl
   fd.kind = kind;
   fd.source_sha256 = src->sha256;
   if (src->sha256 == dst->sha256) return fd;  // method "same"
-  fd.method = delta::FileMethod::zstd_patch;
   MappedFile old_map(from.paths.at(kind)), new_map(to.paths.at(kind));
-  fd.data = body.add(zstd_patch(old_map.bytes(), new_map.bytes(), to_string(kind)));
+  std::string patch = zstd_patch(old_map.bytes(), new_map.bytes(), to_string(kind));
+  fd.method = delta::FileMethod::zstd_patch;
+  if (kind == PayloadKind::initrd)
+    if (auto repack = repack_patch(old_map.bytes(), new_map.bytes());
+        repack && repack->size() < patch.size()) {
+      patch = std::move(*repack);
+      fd.method = delta::FileMethod::zstd_repack;
+    }
+  fd.data = body.add(patch);
   return fd;
 }
 
@@ -94,9 +120,48 @@ uint64_t block_key(const std::byte* p) {
   return std::hash<std::string_view>{}(std::string_view(reinterpret_cast<const char*>(p), kBlock));
 }
 
+// Appends an operation, merging it into the previous one when it continues it.
+void add_op(std::vector<delta::Op>& ops, delta::OpKind kind, uint64_t source) {
+  if (!ops.empty()) {
+    delta::Op& last = ops.back();
+    if (last.kind == kind && (kind != delta::OpKind::copy || last.source + last.count == source)) {
+      ++last.count;
+      return;
+    }
+  }
+  ops.push_back({kind, 1, source});
+}
+
+// The literal frame's reference: old blocks no copy uses (what changed was there before),
+// as few ranges as a device can map, at most kMaxReferenceBytes (nearest the start first).
+std::vector<delta::BlockRange> reference_ranges(const std::vector<bool>& wanted) {
+  std::vector<delta::BlockRange> r;
+  for (uint64_t gap_limit = 8;; gap_limit *= 2) {
+    r.clear();
+    uint64_t total = 0;
+    for (uint64_t b = 0; b < wanted.size() && total * kBlock < delta::kMaxReferenceBytes; ++b) {
+      if (!wanted[b]) continue;
+      if (!r.empty() && b - (r.back().first + r.back().count) <= gap_limit) {
+        total += b - (r.back().first + r.back().count) + 1;
+        r.back().count = b - r.back().first + 1;
+      } else {
+        r.push_back({b, 1});
+        ++total;
+      }
+    }
+    while (total * kBlock > delta::kMaxReferenceBytes) {  // the last range went past
+      const uint64_t over = total - delta::kMaxReferenceBytes / kBlock;
+      total -= over;
+      r.back().count -= over;
+    }
+    if (r.size() <= delta::kMaxReferenceRanges) return r;
+  }
+}
+
 // Every new block is a copy of an equal old block (found by content, wherever it moved),
 // a zero block, or a literal. Runs are kept whole: a copy continues where the last one
-// ended when the old image has the same block there.
+// ended when the old image has the same block there. Literals are compressed against the
+// old blocks no copy used.
 void root_delta(const MappedFile& old_img, const MappedFile& new_img, delta::Header& h,
                 Body& body) {
   const std::byte* o = old_img.bytes().data();
@@ -106,49 +171,51 @@ void root_delta(const MappedFile& old_img, const MappedFile& new_img, delta::Hea
   where.reserve(old_blocks);
   for (uint64_t b = 0; b < old_blocks; ++b) where.try_emplace(block_key(o + b * kBlock), b);
 
-  const uint64_t start = body.size();
-  Sha256 root_sha;
-  delta::RootOpWriter ops([&](std::span<const std::byte> b) {
-    root_sha.update(b);
-    (void)body.add(b);
-  });
-  uint64_t run_src = 0, run_len = 0, lit_start = 0, lit_len = 0, zero_len = 0;
-  auto flush = [&] {
-    ops.copy(run_src, run_len);
-    ops.literal(std::span(n + lit_start * kBlock, lit_len * kBlock));
-    ops.zero(zero_len);
-    h.copy_blocks += run_len;
-    h.literal_blocks += lit_len;
-    h.zero_blocks += zero_len;
-    run_len = lit_len = zero_len = 0;
-  };
+  delta::RootPlan plan;
+  std::vector<bool> unused(old_blocks, true);
+  std::vector<std::byte> literals;
   for (uint64_t b = 0; b < new_blocks; ++b) {
     const std::byte* blk = n + b * kBlock;
-    if (run_len && run_src + run_len < old_blocks &&
-        std::memcmp(o + (run_src + run_len) * kBlock, blk, kBlock) == 0) {
-      ++run_len;
+    const delta::Op* last = plan.ops.empty() ? nullptr : &plan.ops.back();
+    uint64_t src = 0;
+    if (last && last->kind == delta::OpKind::copy && last->source + last->count < old_blocks &&
+        std::memcmp(o + (last->source + last->count) * kBlock, blk, kBlock) == 0) {
+      src = last->source + last->count;
+    } else if (all_zero(blk)) {
+      add_op(plan.ops, delta::OpKind::zero, 0);
+      continue;
+    } else if (auto it = where.find(block_key(blk));
+               it != where.end() && std::memcmp(o + it->second * kBlock, blk, kBlock) == 0) {
+      src = it->second;
+    } else {
+      add_op(plan.ops, delta::OpKind::literal, 0);
+      literals.insert(literals.end(), blk, blk + kBlock);
       continue;
     }
-    if (all_zero(blk)) {
-      if (run_len || lit_len) flush();
-      ++zero_len;
-      continue;
-    }
-    auto it = where.find(block_key(blk));
-    if (it != where.end() && std::memcmp(o + it->second * kBlock, blk, kBlock) == 0) {
-      if (run_len || lit_len || zero_len) flush();
-      run_src = it->second;
-      run_len = 1;
-      continue;
-    }
-    if (run_len || zero_len) flush();
-    if (lit_len == 0) lit_start = b;
-    ++lit_len;
+    add_op(plan.ops, delta::OpKind::copy, src);
+    unused[src] = false;
   }
-  flush();
-  ops.finish();
-  h.root = delta::Section{start, body.size() - start};
-  h.root_sha256 = to_hex(root_sha.finish());
+  for (uint64_t b = 0; b < old_blocks; ++b)
+    if (unused[b] && all_zero(o + b * kBlock)) unused[b] = false;
+  if (!literals.empty()) plan.reference = reference_ranges(unused);
+
+  std::vector<std::byte> reference;
+  for (const delta::BlockRange& r : plan.reference)
+    reference.insert(reference.end(), o + r.first * kBlock, o + (r.first + r.count) * kBlock);
+  for (const delta::Op& op : plan.ops)
+    (op.kind == delta::OpKind::copy      ? h.copy_blocks
+     : op.kind == delta::OpKind::literal ? h.literal_blocks
+                                         : h.zero_blocks) += op.count;
+  h.reference_blocks = reference.size() / kBlock;
+
+  const std::string ops = delta::encode_ops(plan);
+  const std::string lits = delta::compress_literals(literals, reference);
+  h.root_ops = body.add(ops);
+  h.root_literals = body.add(lits);
+  Sha256 sha;
+  sha.update(std::as_bytes(std::span(ops)));
+  sha.update(std::as_bytes(std::span(lits)));
+  h.root_sha256 = to_hex(sha.finish());
 }
 
 }  // namespace

@@ -16,18 +16,6 @@ namespace fs = std::filesystem;
 
 namespace osup::test {
 
-TempDir::TempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/osup-test-XXXXXX";
-  if (!::mkdtemp(tmpl.data())) fail("mkdtemp failed");
-  path_ = tmpl;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
 static std::string deps_cache() {
   const char* c = std::getenv("OSUP_DEPS_CACHE");
   return c && *c ? c : "/var/cache/osup-deps";

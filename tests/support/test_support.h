@@ -6,23 +6,13 @@
 #include <vector>
 
 #include "base/arch.h"
+#include "base/temp_dir.h"
 #include "base/process.h"
 
 namespace osup::test {
 
-// A fresh directory under $TMPDIR, removed (recursively) when the object goes away.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-  [[nodiscard]] std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+// Scratch directories for tests: base/temp_dir.h's.
+using TempDir = osup::TempDir;
 
 // Populates DIR with a tiny but real root filesystem for ARCH: busybox-static (from
 // the .deb that scripts/install-deps.sh caches), /bin/sh, /etc/os-release, machine state
