@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <bit>
-#include <memory>
 #include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -268,8 +268,9 @@ RootPlan decode_ops(std::span<const std::byte> frame, const RootShape& shape) {
   for (uint64_t i = 0; i < ranges; ++i) {
     const uint64_t gap = in.next(), count = in.next();
     if (count == 0 || gap > shape.source_blocks - end || count > shape.source_blocks - end - gap)
-      fail("root delta refers to blocks past the end of the source root; it was made for "
-           "another source");
+      fail(
+          "root delta refers to blocks past the end of the source root; it was made for "
+          "another source");
     plan.reference.push_back({end + gap, count});
     end += gap + count;
     ref_blocks += count;

@@ -21,9 +21,10 @@ std::string_view text(std::span<const std::byte> b, size_t at, size_t n) {
 std::optional<uint64_t> hex_field(std::span<const std::byte> b, size_t at) {
   uint64_t v = 0;
   for (char c : text(b, at, 8)) {
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                          : c >= 'A' && c <= 'F'   ? c - 'A' + 10
-                                                                   : -1;
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                   : -1;
     if (d < 0) return std::nullopt;
     v = v * 16 + static_cast<uint64_t>(d);
   }
@@ -85,8 +86,7 @@ std::optional<Packed> parse(std::span<const std::byte> file) {
   if (frame.size() < 4 || ZSTD_findFrameCompressedSize(frame.data(), frame.size()) != frame.size())
     return std::nullopt;
   const unsigned long long content = ZSTD_getFrameContentSize(frame.data(), frame.size());
-  if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN)
-    return std::nullopt;
+  if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN) return std::nullopt;
   p.raw_size = p.early + content;
   return p;
 }

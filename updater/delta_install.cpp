@@ -93,10 +93,9 @@ RootInputs root_inputs(const OpenDelta& d, VerifiedSlotBlocks& source, const Man
   RootInputs in;
   {
     const MappedFile ops(d.fd.get(), "delta", d.data_start + h.root_ops.offset, h.root_ops.size);
-    in.plan = delta::decode_ops(ops.bytes(), delta::RootShape{m.verity.data_size / delta::kBlock,
-                                                              source.block_count(),
-                                                              h.literal_blocks,
-                                                              h.reference_blocks});
+    in.plan = delta::decode_ops(
+        ops.bytes(), delta::RootShape{m.verity.data_size / delta::kBlock, source.block_count(),
+                                      h.literal_blocks, h.reference_blocks});
   }
   const std::string path = (tmp / "literals").string();
   {

@@ -23,7 +23,6 @@ using Clock = std::chrono::steady_clock;
 // than buffered writes and it leaves the page cache alone), buffered otherwise (tmpfs).
 [[nodiscard]] UniqueFd open_for_writing(const std::string& disk, bool* direct);
 
-
 // Arch, compatible string and version (no downgrade unless allowed) against the running slot.
 void check_compatible(const OsupDisk& disk, const Manifest& m, const std::optional<Manifest>& cur,
                       bool allow_downgrade);

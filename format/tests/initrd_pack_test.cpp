@@ -1,34 +1,18 @@
 #include "format/initrd_pack.h"
 
 #include <catch2/catch.hpp>
-#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "tests/support/test_support.h"
 
 using namespace osup;
 
 namespace {
 
-// One newc cpio entry, as cpio -H newc writes it.
-void add_entry(std::string& out, const std::string& name, const std::string& data) {
-  char hdr[111];
-  std::snprintf(hdr, sizeof hdr, "070701%08x%08x%08x%08x%08x%08x%08zx%08x%08x%08x%08x%08zx%08x",
-                1u, 0100644u, 0u, 0u, 1u, 0u, data.size(), 0u, 0u, 0u, 0u, name.size() + 1, 0u);
-  out += hdr;
-  out += name;
-  out.push_back('\0');
-  while (out.size() % 4) out.push_back('\0');
-  out += data;
-  while (out.size() % 4) out.push_back('\0');
-}
-
 std::string archive(const std::vector<std::pair<std::string, std::string>>& entries, size_t pad) {
-  std::string out;
-  for (const auto& [n, d] : entries) add_entry(out, n, d);
-  add_entry(out, "TRAILER!!!", "");
-  while (out.size() % pad) out.push_back('\0');
-  return out;
+  return test::newc_cpio(entries, pad);
 }
 
 std::string noise(size_t n, uint32_t seed) {
@@ -66,9 +50,8 @@ TEST_CASE("initrd packing round-trips and is deterministic", "[unit]") {
 }
 
 TEST_CASE("an early microcode cpio stays uncompressed in front", "[unit]") {
-  const std::string early =
-      archive({{"early_cpio", "1\n"}, {"kernel/x86/microcode/GenuineIntel.bin", noise(5000, 2)}},
-              512);
+  const std::string early = archive(
+      {{"early_cpio", "1\n"}, {"kernel/x86/microcode/GenuineIntel.bin", noise(5000, 2)}}, 512);
   const std::string main = archive({{"init", noise(100000, 3)}}, 4);
   const std::string raw = early + main;
   CHECK(initrd::early_cpio_end(bytes(raw)) == early.size());

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,25 @@
 namespace fs = std::filesystem;
 
 namespace osup::test {
+
+std::string newc_cpio(const std::vector<std::pair<std::string, std::string>>& files, size_t pad) {
+  std::string out;
+  auto add = [&](const std::string& name, const std::string& data) {
+    char hdr[111];
+    std::snprintf(hdr, sizeof hdr, "070701%08x%08x%08x%08x%08x%08x%08zx%08x%08x%08x%08x%08zx%08x",
+                  1u, 0100644u, 0u, 0u, 1u, 0u, data.size(), 0u, 0u, 0u, 0u, name.size() + 1, 0u);
+    out += hdr;
+    out += name;
+    out.push_back('\0');
+    out.resize((out.size() + 3) & ~size_t{3}, '\0');
+    out += data;
+    out.resize((out.size() + 3) & ~size_t{3}, '\0');
+  };
+  for (const auto& [name, data] : files) add(name, data);
+  add("TRAILER!!!", "");
+  out.resize((out.size() + pad - 1) / pad * pad, '\0');
+  return out;
+}
 
 static std::string deps_cache() {
   const char* c = std::getenv("OSUP_DEPS_CACHE");

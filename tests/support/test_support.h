@@ -3,11 +3,12 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/arch.h"
-#include "base/temp_dir.h"
 #include "base/process.h"
+#include "base/temp_dir.h"
 
 namespace osup::test {
 
@@ -25,6 +26,11 @@ void make_busybox_rootfs(Arch arch, const std::string& dir, bool with_kernel = f
 [[nodiscard]] std::string osup_build_exe();
 [[nodiscard]] std::string osup_exe();
 [[nodiscard]] std::string source_dir();
+
+// An uncompressed newc cpio archive of (name, content) files, as cpio -H newc (and dracut
+// --no-compress) writes it, padded to a multiple of `pad` bytes.
+[[nodiscard]] std::string newc_cpio(const std::vector<std::pair<std::string, std::string>>& files,
+                                    size_t pad = 4);
 
 // Writes `size` bytes of deterministic pseudo-random data (seeded) to path.
 void write_random_file(const std::string& path, uint64_t size, uint32_t seed);

@@ -7,12 +7,14 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "base/fd.h"
 #include "boot/esp_access.h"
 #include "format/channel.h"
+#include "format/delta.h"
 #include "format/gpt.h"
 #include "format/sha256.h"
 #include "format/signature.h"
@@ -283,4 +285,58 @@ TEST_CASE("publish keeps the serial growing and refuses a release twice", "[inte
            other.private_key});
   require_one_line_refusal(r, "not signed by this key");
   CHECK(c.index().serial == 3);
+}
+
+TEST_CASE("a delta patches a packed initrd's content and the device packs it again",
+          "[integration]") {
+  test::TempDir dir;
+  const test::TestKey key = test::make_key(dir / "key");
+  const std::string root = dir / "rootfs-x86_64";
+  test::make_busybox_rootfs(Arch::x86_64, root, true);
+  std::string init;
+  for (int i = 0; i < 40000; ++i)
+    init += "line " + std::to_string(i * 7919 % 100003) + " of init\n";
+  // dracut --no-compress output; osup-build packs it (format/initrd_pack.h).
+  auto write_initrd = [&](const std::vector<std::pair<std::string, std::string>>& files) {
+    std::ofstream(root + "/boot/initrd.img-0.0.1-test", std::ios::binary | std::ios::trunc)
+        << test::newc_cpio(files);
+  };
+  write_initrd({{"etc/os-release", "VERSION_ID=1\n"}, {"init", init}});
+  const test::TestImage v1 = test::build_tiny_image(dir.path(), Arch::x86_64, "1.0.0", key);
+  write_initrd(
+      {{"etc/os-release", "VERSION_ID=2\n"}, {"init", init}, {"usr/bin/less", "#!less\n"}});
+  const test::TestImage v2 =
+      test::build_tiny_image(dir.path(), Arch::x86_64, "2.0.0", key, "tiny", {"--no-disk"}, "v2");
+
+  const std::string d = dir / "v2.osupd";
+  RunResult r = run({test::osup_build_exe(), "delta", v1.bundle, v2.bundle, "--key",
+                     key.private_key, "--out", d});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  UniqueFd fd = open_file(d, O_RDONLY);
+  uint64_t start = 0;
+  const delta::Header h = delta::read_header(fd.get(), d, &start);
+  const delta::FileDelta* initrd = h.file(PayloadKind::initrd);
+  REQUIRE(initrd);
+  CHECK(initrd->method == delta::FileMethod::zstd_repack);
+  CHECK(initrd->data.size < 1024);  // the change, not the packed file (~100 KiB)
+
+  auto osup = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> argv = test::offline_osup(v1.disk, key, "a");
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  };
+  r = osup({"switch", d});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  r = osup({"verify", "b"});
+  INFO(r.out + r.err);
+  CHECK(r.exit_code == 0);
+  std::ifstream in(v2.manifest, std::ios::binary);
+  const Manifest m2 = Manifest::parse(std::string(std::istreambuf_iterator<char>(in), {}));
+  gpt::Table t = gpt::read(v1.disk);
+  const auto esp = open_image_esp(v1.disk, t.find("esp")->start);
+  const std::optional<std::string> got = esp->read("/osup/b/initrd");
+  REQUIRE(got);
+  CHECK(to_hex(sha256(*got)) == m2.find(PayloadKind::initrd)->sha256);
 }
