@@ -43,9 +43,7 @@ void check_name(const std::string& field, const std::string& v, std::string_view
                 "must be 1-" + std::to_string(max) + " letters, digits or " + std::string(extra));
 }
 
-void check_hex(const std::string& field, const std::string& v) {
-  if (v.size() != 64 || !is_lower_hex(v)) field_error(field, "must be a 64-character hex string");
-}
+void check_hex(const std::string& field, const std::string& v) { check_sha256_hex(kDoc, field, v); }
 
 void validate_file(const std::string& f, const ChannelFile& file) {
   check_path(f + ".path", file.path);
@@ -92,10 +90,7 @@ ChannelRelease parse_release(const json& j, const std::string& prefix) {
 }  // namespace
 
 void ChannelIndex::validate() const {
-  if (format > kFormat)
-    fail("channel index format " + std::to_string(format) +
-         " is newer than this osup understands; update osup first");
-  if (format != kFormat) field_error("format", "must be " + std::to_string(kFormat));
+  check_format(kDoc, format, kFormat);
   check_name("channel", channel, "._-", 64);
   if (serial == 0) field_error("serial", "must be at least 1");
   if (expires == 0) field_error("expires", "must be set");
@@ -163,9 +158,7 @@ ChannelIndex ChannelIndex::parse(std::string_view text) {
   JsonFields f(j, std::string(kDoc), "");
   ChannelIndex idx;
   idx.format = f.small_int("format");
-  if (idx.format > kFormat)
-    fail("channel index format " + std::to_string(idx.format) +
-         " is newer than this osup understands; update osup first");
+  if (idx.format > kFormat) check_format(kDoc, idx.format, kFormat);  // before unknown fields
   idx.channel = f.str("channel");
   idx.serial = f.u64("serial");
   idx.expires = f.u64("expires");

@@ -25,6 +25,18 @@ bool is_lower_hex(std::string_view s) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
+void check_format(std::string_view doc, int64_t format, int known) {
+  if (format > known)
+    fail(std::string(doc) + " format " + std::to_string(format) +
+         " is newer than this osup understands; update osup first");
+  if (format != known) json_field_error(doc, "format", "must be " + std::to_string(known));
+}
+
+void check_sha256_hex(std::string_view doc, const std::string& field, const std::string& v) {
+  if (v.size() != 64 || !is_lower_hex(v))
+    json_field_error(doc, field, "must be a 64-character hex string");
+}
+
 JsonFields::JsonFields(const json& j, std::string doc, std::string prefix)
     : j_(j), doc_(std::move(doc)), prefix_(std::move(prefix)) {
   if (!j_.is_object())

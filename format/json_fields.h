@@ -17,6 +17,12 @@ namespace osup {
 [[nodiscard]] bool all_of_chars(std::string_view s, std::string_view extra);
 [[nodiscard]] bool is_lower_hex(std::string_view s);
 
+// A document's format number: a newer one says to update osup, any other than `known` is
+// refused naming the field.
+void check_format(std::string_view doc, int64_t format, int known);
+// A value set in code, validated before it is written: a lowercase 64-character hex SHA-256.
+void check_sha256_hex(std::string_view doc, const std::string& field, const std::string& v);
+
 class JsonFields {
  public:
   // doc names the document in errors ("manifest"); prefix is this object's dotted path.

@@ -28,7 +28,7 @@ constexpr std::pair<PayloadKind, std::string_view> kPayloadNames[] = {
 }
 
 void check_sha256_hex(const std::string& field, const std::string& v) {
-  if (v.size() != 64 || !is_lower_hex(v)) field_error(field, "must be a 64-character hex string");
+  osup::check_sha256_hex("manifest", field, v);
 }
 
 // The manifest's reader of one JSON object (format/json_fields.h).
@@ -66,10 +66,7 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 }  // namespace
 
 void Manifest::validate() const {
-  if (format > kFormat)
-    fail("manifest format " + std::to_string(format) +
-         " is newer than this osup understands; update osup first");
-  if (format != kFormat) field_error("format", "must be " + std::to_string(kFormat));
+  check_format("manifest", format, kFormat);
   if (name.empty() || name.size() > 64 || !all_of_chars(name, "._-"))
     field_error("name", "must be 1-64 characters of letters, digits, . _ -");
   if (version.empty() || version.size() > 64 || !all_of_chars(version, ".+~_-"))
@@ -183,10 +180,10 @@ Manifest Manifest::parse(std::string_view text) {
     const json& f = top.get("format");
     if (!f.is_number_integer()) field_error("format", "must be an integer");
     if (f.is_number_unsigned() && f.get<uint64_t>() > static_cast<uint64_t>(kFormat))
-      fail("manifest format " + std::to_string(f.get<uint64_t>()) +
-           " is newer than this osup understands; update osup first");
+      check_format("manifest",
+                   static_cast<int64_t>(std::min<uint64_t>(f.get<uint64_t>(), INT64_MAX)), kFormat);
     m.format = static_cast<int>(f.get<int64_t>());
-    if (m.format != kFormat) field_error("format", "must be " + std::to_string(kFormat));
+    check_format("manifest", m.format, kFormat);
   }
   m.name = top.str("name");
   m.version = top.str("version");

@@ -147,6 +147,14 @@ std::vector<std::string> offline_osup(const std::string& disk, const TestKey& ke
   return argv;
 }
 
+RunResult run_offline_osup(const std::string& disk, const TestKey& key, const std::string& booted,
+                           const std::vector<std::string>& args,
+                           const std::vector<std::string>& globals) {
+  std::vector<std::string> argv = offline_osup(disk, key, booted, globals);
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv);
+}
+
 std::string partition_sha256(const std::string& disk, const std::string& label) {
   gpt::Table t = gpt::read(disk);
   const gpt::Partition* p = t.find(label);

@@ -67,6 +67,10 @@ TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string&
 [[nodiscard]] std::vector<std::string> offline_osup(const std::string& disk, const TestKey& key,
                                                     const std::string& booted = "",
                                                     const std::vector<std::string>& globals = {});
+// Runs it with ARGS (the command and its arguments).
+RunResult run_offline_osup(const std::string& disk, const TestKey& key, const std::string& booted,
+                           const std::vector<std::string>& args,
+                           const std::vector<std::string>& globals = {});
 
 // SHA-256 (hex) of the bytes of the partition labelled LABEL in a disk image.
 [[nodiscard]] std::string partition_sha256(const std::string& disk, const std::string& label);

@@ -111,9 +111,7 @@ TEST_CASE("osup-build image and osup switch leave byte-identical ESP files for t
       REQUIRE(before.files.at("/osup/a/initrd") != factory.files.at("/osup/a/initrd"));
 
       auto osup = [&](const std::string& booted, std::vector<std::string> args) {
-        std::vector<std::string> argv = test::offline_osup(v2.disk, key, booted);
-        argv.insert(argv.end(), args.begin(), args.end());
-        RunResult r = run(argv);
+        RunResult r = test::run_offline_osup(v2.disk, key, booted, args);
         INFO("osup " << args[0] << ": " << r.err);
         REQUIRE(r.exit_code == 0);
         return r;
@@ -166,9 +164,7 @@ TEST_CASE("with the other slot installed, the switched entry differs only in its
   const test::TestImage v2 = test::build_tiny_image(dir / "two", arch, "2.0.0", key);
   const test::TestImage v3 = test::build_tiny_image(dir / "two", arch, "3.0.0", key);
   auto osup = [&](const std::string& booted, std::vector<std::string> args) {
-    std::vector<std::string> argv = test::offline_osup(v2.disk, key, booted);
-    argv.insert(argv.end(), args.begin(), args.end());
-    RunResult r = run(argv);
+    RunResult r = test::run_offline_osup(v2.disk, key, booted, args);
     INFO("osup " << args[0] << ": " << r.err);
     REQUIRE(r.exit_code == 0);
   };

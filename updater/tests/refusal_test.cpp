@@ -20,9 +20,7 @@ struct Rig {
 
   RunResult osup(const std::vector<std::string>& args,
                  const std::vector<std::string>& globals = {}) const {
-    std::vector<std::string> argv = test::offline_osup(v1.disk, key, "", globals);
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv);
+    return test::run_offline_osup(v1.disk, key, "", args, globals);
   }
 };
 

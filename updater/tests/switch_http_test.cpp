@@ -23,9 +23,7 @@ TEST_CASE("switch and info read a bundle from an http URL, also through cut conn
   const uint64_t size = fs::file_size(v2.bundle);
   test::NginxServer nginx(dir / "www");
   auto osup = [&](const std::vector<std::string>& args) {
-    std::vector<std::string> argv = test::offline_osup(v1.disk, key);
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv);
+    return test::run_offline_osup(v1.disk, key, "", args);
   };
 
   RunResult r = osup({"info", nginx.url(name), "--json"});

@@ -31,9 +31,7 @@ struct Rig {
 
   RunResult osup(std::vector<std::string> args,
                  const std::optional<std::string>& booted = {}) const {
-    std::vector<std::string> argv = test::offline_osup(v1.disk, key, booted.value_or(""));
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv);
+    return test::run_offline_osup(v1.disk, key, booted.value_or(""), args);
   }
   json status() const {
     RunResult r = osup({"status", "--json"});

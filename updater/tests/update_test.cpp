@@ -50,9 +50,7 @@ struct Channel {
     REQUIRE(r.exit_code == 0);
   }
   RunResult osup(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv = test::offline_osup(v1.disk, key, "a");
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv);
+    return test::run_offline_osup(v1.disk, key, "a", args);
   }
   RunResult update(const std::string& url, const std::vector<std::string>& extra = {}) const {
     std::vector<std::string> args = {"update",
@@ -321,15 +319,10 @@ TEST_CASE("a delta patches a packed initrd's content and the device packs it aga
   CHECK(initrd->method == delta::FileMethod::zstd_repack);
   CHECK(initrd->data.size < 1024);  // the change, not the packed file (~100 KiB)
 
-  auto osup = [&](const std::vector<std::string>& args) {
-    std::vector<std::string> argv = test::offline_osup(v1.disk, key, "a");
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv);
-  };
-  r = osup({"switch", d});
+  r = test::run_offline_osup(v1.disk, key, "a", {"switch", d});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  r = osup({"verify", "b"});
+  r = test::run_offline_osup(v1.disk, key, "a", {"verify", "b"});
   INFO(r.out + r.err);
   CHECK(r.exit_code == 0);
   std::ifstream in(v2.manifest, std::ios::binary);
