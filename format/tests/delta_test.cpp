@@ -88,7 +88,7 @@ TEST_CASE("root plans round-trip: copy, literal, zero, reference", "[unit]") {
   want.insert(want.end(), 2 * kB, std::byte{0});
   want.insert(want.end(), src.data.begin(), src.data.begin() + kB);
   for (size_t chunk : {1, 3, 64}) CHECK(assemble(back, lit, src, chunk) == want);
-  CHECK(src.reads == 3 * 4);  // only copies read the source
+  CHECK(src.reads == uint64_t{3} * 4);  // 3 runs of 4 copied blocks: only copies read the source
 }
 
 TEST_CASE("literal blocks compress against the source's reference blocks", "[unit]") {
