@@ -213,15 +213,13 @@ class VarintReader {
   fail("root delta is corrupt (" + what + "); download it again or use the full bundle");
 }
 
-// Slower levels only where the input is small: level 19 indexes ~5 MB/s here, which a
-// 1 GiB image's worth of literals and reference would turn into many minutes.
-int literal_level(uint64_t total) {
-  if (total <= (uint64_t{48} << 20)) return 19;
-  if (total <= (uint64_t{160} << 20)) return 15;
+}  // namespace
+
+int patch_level(uint64_t bytes) {
+  if (bytes <= (uint64_t{48} << 20)) return 19;
+  if (bytes <= (uint64_t{160} << 20)) return 15;
   return 9;
 }
-
-}  // namespace
 
 std::string encode_ops(const RootPlan& plan) {
   std::string raw;
@@ -309,7 +307,7 @@ std::string compress_literals(std::span<const std::byte> literals,
   ZstdC c = new_cctx();
   const uint64_t total = literals.size() + reference.size();
   const int window = std::clamp(static_cast<int>(std::bit_width(total)), 10, 31);
-  check_zstd(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_compressionLevel, literal_level(total)),
+  check_zstd(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_compressionLevel, patch_level(total)),
              "zstd level");
   check_zstd(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_windowLog, window), "zstd window");
   check_zstd(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_enableLongDistanceMatching, 1), "zstd ldm");

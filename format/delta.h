@@ -106,6 +106,11 @@ struct RootShape {
 // Checks everything against `shape`: counts, copies and references inside the source.
 [[nodiscard]] RootPlan decode_ops(std::span<const std::byte> frame, const RootShape& shape);
 
+// The maker's zstd level for `bytes` of input and reference prefix together: 19 while
+// small, lower as it grows (level 19 indexes ~5 MB/s here; a 1 GiB image's worth would
+// take many minutes).
+[[nodiscard]] int patch_level(uint64_t bytes);
+
 // The literal blocks as one zstd frame with `reference` as its prefix (long matching, a
 // window covering both; the level drops for large inputs to bound the maker's time).
 [[nodiscard]] std::string compress_literals(std::span<const std::byte> literals,

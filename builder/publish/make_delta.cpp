@@ -62,7 +62,8 @@ std::string zstd_patch(std::span<const std::byte> old_file, std::span<const std:
   std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> guard(cctx, ZSTD_freeCCtx);
   const uint64_t span_bytes = old_file.size() + new_file.size();
   const int window = std::clamp(static_cast<int>(std::bit_width(span_bytes)), 10, 30);
-  check_zstd(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 19), what);
+  check_zstd(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, delta::patch_level(span_bytes)),
+             what);
   check_zstd(ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, window), what);
   check_zstd(ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, 1), what);
   check_zstd(ZSTD_CCtx_refPrefix(cctx, old_file.data(), old_file.size()), what);
@@ -99,15 +100,11 @@ delta::FileDelta file_delta(const BundleFiles& from, const BundleFiles& to, Payl
   fd.source_sha256 = src->sha256;
   if (src->sha256 == dst->sha256) return fd;  // method "same"
   MappedFile old_map(from.paths.at(kind)), new_map(to.paths.at(kind));
-  std::string patch = zstd_patch(old_map.bytes(), new_map.bytes(), to_string(kind));
-  fd.method = delta::FileMethod::zstd_patch;
-  if (kind == PayloadKind::initrd)
-    if (auto repack = repack_patch(old_map.bytes(), new_map.bytes());
-        repack && repack->size() < patch.size()) {
-      patch = std::move(*repack);
-      fd.method = delta::FileMethod::zstd_repack;
-    }
-  fd.data = body.add(patch);
+  std::optional<std::string> patch;
+  if (kind == PayloadKind::initrd) patch = repack_patch(old_map.bytes(), new_map.bytes());
+  fd.method = patch ? delta::FileMethod::zstd_repack : delta::FileMethod::zstd_patch;
+  if (!patch) patch = zstd_patch(old_map.bytes(), new_map.bytes(), to_string(kind));
+  fd.data = body.add(*patch);
   return fd;
 }
 
