@@ -14,7 +14,7 @@
 namespace osup::initrd {
 
 // Fast enough to repack on a device under emulation, in a few MiB of memory.
-inline constexpr int kLevel = 6;
+inline constexpr int kLevel = 3;
 
 // True for an uncompressed cpio archive (newc), dracut's --no-compress output.
 [[nodiscard]] bool is_raw_cpio(std::span<const std::byte> file);
