@@ -162,11 +162,15 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress, uint
                       POSIX_FADV_SEQUENTIAL);
 
   // Level 0 is the packed digests of the data blocks: 128 digests fill a hash block
-  // exactly, so the packed array padded to whole blocks is the on-disk level.
+  // exactly, so the packed array padded to whole blocks is the on-disk level. It goes to
+  // the hash device chunk by chunk (8 MiB per GiB of data need not be in memory on a
+  // device); the levels above are 1/128 of the one below and stay in memory.
   auto padded = [](uint64_t digests) {
     return (digests * kDigestSize + kBlockSize - 1) / kBlockSize * kBlockSize;
   };
-  std::vector<uint8_t> level(padded(data_blocks));
+  const uint64_t level0_at = hash_offset + (levels.empty() ? 0 : levels[0].offset);
+  std::vector<uint8_t> digests;
+  Digest only{};  // a one-block image: its hash is the root hash
 
   // Read the next chunk into one buffer while both cores hash the other.
   std::array<std::vector<std::byte>, 2> bufs;
@@ -188,21 +192,54 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress, uint
     size_t n = pending.get();
     uint64_t after = offset + n;
     if (after < p.data_size) pending = std::async(std::launch::async, read_chunk, which ^ 1, after);
-    hasher.hash(bufs[which].data(), n / kBlockSize,
-                level.data() + offset / kBlockSize * kDigestSize);
+    digests.resize(n / kBlockSize * kDigestSize);
+    hasher.hash(bufs[which].data(), n / kBlockSize, digests.data());
+    if (levels.empty())
+      std::copy_n(digests.begin(), kDigestSize, only.begin());
+    else
+      pwrite_all(hash_fd, std::as_bytes(std::span(digests)),
+                 level0_at + offset / kBlockSize * kDigestSize, "verity hash device");
     if (progress) progress->advance(n);
     offset = after;
     which ^= 1;
   }
-  if (levels.empty()) {  // one data block: its hash is the root hash, the tree is empty
-    Digest root{};
-    std::copy_n(level.begin(), kDigestSize, root.begin());
+  for (auto& b : bufs) std::vector<std::byte>().swap(b);
+  if (levels.empty()) {
     pwrite_all(hash_fd, encode_superblock(p), hash_offset, "verity hash device");
-    return root;
+    return only;
+  }
+  // The hash device may hold an older tree: level 0's padding is written, not assumed.
+  const std::vector<uint8_t> pad(padded(data_blocks) - data_blocks * kDigestSize);
+  pwrite_all(hash_fd, std::as_bytes(std::span(pad)), level0_at + data_blocks * kDigestSize,
+             "verity hash device");
+
+  // Level 1 from level 0 read back (the page cache has it), 4 MiB at a time.
+  std::vector<uint8_t> level;
+  std::vector<std::byte> chunk;
+  if (levels.size() > 1) {
+    level.resize(padded(levels[0].blocks));
+  } else {
+    level.resize(kBlockSize);  // level 0 is the top: one block, hashed into the root
+  }
+  constexpr uint64_t kStep = 1024;
+  for (uint64_t first = 0; first < levels[0].blocks; first += kStep) {
+    const uint64_t n = std::min(kStep, levels[0].blocks - first);
+    chunk.resize(n * kBlockSize);
+    if (pread_full(hash_fd, chunk, level0_at + first * kBlockSize, "verity hash device") !=
+        chunk.size())
+      fail("verity hash device is shorter than its level 0");
+    if (levels.size() > 1)
+      hasher.hash(chunk.data(), n, level.data() + first * kDigestSize);
+    else
+      std::memcpy(level.data(), chunk.data(), kBlockSize);
+  }
+  if (levels.size() == 1) {
+    pwrite_all(hash_fd, encode_superblock(p), hash_offset, "verity hash device");
+    return hash_one(p.salt, reinterpret_cast<const std::byte*>(level.data()));
   }
 
   // Each upper level hashes the blocks of the one below; the last has one block.
-  for (size_t i = 0;; ++i) {
+  for (size_t i = 1;; ++i) {
     pwrite_all(hash_fd, std::as_bytes(std::span(level)), hash_offset + levels[i].offset,
                "verity hash device");
     const auto* blocks = reinterpret_cast<const std::byte*>(level.data());
