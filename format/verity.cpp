@@ -18,54 +18,13 @@
 #include "base/fd.h"
 #include "format/block_hash.h"
 #include "format/parallel_hash.h"
+#include "format/verity_geometry.h"
 
 namespace osup::verity {
 namespace {
 
-constexpr uint64_t kHashesPerBlock = kBlockSize / kDigestSize;  // 128: exactly fills a block
 constexpr size_t kSuperblockSize = 512;
-constexpr size_t kMaxSalt = 256;
-constexpr uint64_t kTreeOffset = kBlockSize;  // the superblock occupies the first hash block
-constexpr size_t kReadChunk = 16u << 20;      // data read per step in build/verify
-
-// --- geometry -------------------------------------------------------------------------
-
-uint64_t checked_blocks(uint64_t data_size) {
-  if (data_size == 0 || data_size % kBlockSize != 0)
-    fail("dm-verity data size " + std::to_string(data_size) +
-         " is not a positive multiple of 4096 bytes; pad the image to whole 4 KiB blocks");
-  return data_size / kBlockSize;
-}
-
-struct Level {
-  uint64_t offset;  // bytes from the start of the hash device
-  uint64_t blocks;  // hash blocks in this level
-};
-
-// levels[0] is the level nearest the data. Like the kernel, a tree has as many levels as
-// it takes to reach a single block; one data block needs none (its hash is the root).
-std::vector<Level> tree_levels(uint64_t data_blocks) {
-  std::vector<Level> levels;
-  for (uint64_t n = data_blocks; n > 1;) {
-    n = (n + kHashesPerBlock - 1) / kHashesPerBlock;
-    levels.push_back({0, n});
-  }
-  uint64_t offset = kTreeOffset;  // root-most level first
-  for (auto it = levels.rbegin(); it != levels.rend(); ++it) {
-    it->offset = offset;
-    offset += it->blocks * kBlockSize;
-  }
-  return levels;
-}
-
-void check_salt(const Params& p) {
-  if (p.salt.size() > kMaxSalt)
-    fail("dm-verity salt of " + std::to_string(p.salt.size()) + " bytes is longer than 256");
-}
-
-}  // namespace
-
-namespace {
+constexpr size_t kReadChunk = 16u << 20;  // data read per step in build/verify
 
 Digest hash_one(std::span<const uint8_t> salt, const std::byte* block) {
   Digest d{};
@@ -153,26 +112,17 @@ uint64_t level0_offset(uint64_t data_size) {
   return levels[0].offset;
 }
 
-Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress, uint64_t data_offset,
-             uint64_t hash_offset) {
-  const uint64_t data_blocks = checked_blocks(p.data_size);
-  check_salt(p);
-  const std::vector<Level> levels = tree_levels(data_blocks);
-  (void)posix_fadvise(data_fd, static_cast<off_t>(data_offset), static_cast<off_t>(p.data_size),
-                      POSIX_FADV_SEQUENTIAL);
+namespace {
 
-  // Level 0 is the packed digests of the data blocks: 128 digests fill a hash block
-  // exactly, so the packed array padded to whole blocks is the on-disk level. It goes to
-  // the hash device chunk by chunk (8 MiB per GiB of data need not be in memory on a
-  // device); the levels above are 1/128 of the one below and stay in memory.
-  auto padded = [](uint64_t digests) {
-    return (digests * kDigestSize + kBlockSize - 1) / kBlockSize * kBlockSize;
-  };
-  const uint64_t level0_at = hash_offset + (levels.empty() ? 0 : levels[0].offset);
-  std::vector<uint8_t> digests;
-  Digest only{};  // a one-block image: its hash is the root hash
+uint64_t padded(uint64_t digests) {  // a level's bytes: its digests padded to whole blocks
+  return (digests * kDigestSize + kBlockSize - 1) / kBlockSize * kBlockSize;
+}
 
-  // Read the next chunk into one buffer while both cores hash the other.
+// Level 0 is the packed digests of the data blocks (128 fill a hash block exactly). It goes
+// to the hash device chunk by chunk, so 8 MiB per GiB of data need not be in memory, while
+// the next chunk is read. Returns the one digest of a one-block image (no level 0).
+Digest stream_level0(int data_fd, int hash_fd, const Params& p, ParallelHasher& hasher,
+                     Progress* progress, uint64_t data_offset, uint64_t level0_at, bool single) {
   std::array<std::vector<std::byte>, 2> bufs;
   for (auto& b : bufs) b.resize(std::min<uint64_t>(kReadChunk, p.data_size));
   auto read_chunk = [&](size_t which, uint64_t offset) {
@@ -185,7 +135,8 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress, uint
            std::to_string(p.data_size) + " bytes were to be hashed; is it the right file?");
     return want;
   };
-  ParallelHasher hasher(p.salt);
+  std::vector<uint8_t> digests;
+  Digest only{};
   size_t which = 0;
   std::future<size_t> pending = std::async(std::launch::async, read_chunk, which, uint64_t{0});
   for (uint64_t offset = 0; offset < p.data_size;) {
@@ -194,7 +145,7 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress, uint
     if (after < p.data_size) pending = std::async(std::launch::async, read_chunk, which ^ 1, after);
     digests.resize(n / kBlockSize * kDigestSize);
     hasher.hash(bufs[which].data(), n / kBlockSize, digests.data());
-    if (levels.empty())
+    if (single)
       std::copy_n(digests.begin(), kDigestSize, only.begin());
     else
       pwrite_all(hash_fd, std::as_bytes(std::span(digests)),
@@ -203,24 +154,15 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress, uint
     offset = after;
     which ^= 1;
   }
-  for (auto& b : bufs) std::vector<std::byte>().swap(b);
-  if (levels.empty()) {
-    pwrite_all(hash_fd, encode_superblock(p), hash_offset, "verity hash device");
-    return only;
-  }
-  // The hash device may hold an older tree: level 0's padding is written, not assumed.
-  const std::vector<uint8_t> pad(padded(data_blocks) - data_blocks * kDigestSize);
-  pwrite_all(hash_fd, std::as_bytes(std::span(pad)), level0_at + data_blocks * kDigestSize,
-             "verity hash device");
+  return only;
+}
 
-  // Level 1 from level 0 read back (the page cache has it), 4 MiB at a time.
-  std::vector<uint8_t> level;
+// Level 1 from level 0 read back (the page cache has it), 4 MiB at a time; with a single
+// level, its one block. The levels above are 1/128 of the one below and stay in memory.
+std::vector<uint8_t> read_level1(int hash_fd, const std::vector<Level>& levels, uint64_t level0_at,
+                                 ParallelHasher& hasher) {
+  std::vector<uint8_t> level(levels.size() > 1 ? padded(levels[0].blocks) : kBlockSize);
   std::vector<std::byte> chunk;
-  if (levels.size() > 1) {
-    level.resize(padded(levels[0].blocks));
-  } else {
-    level.resize(kBlockSize);  // level 0 is the top: one block, hashed into the root
-  }
   constexpr uint64_t kStep = 1024;
   for (uint64_t first = 0; first < levels[0].blocks; first += kStep) {
     const uint64_t n = std::min(kStep, levels[0].blocks - first);
@@ -233,20 +175,41 @@ Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress, uint
     else
       std::memcpy(level.data(), chunk.data(), kBlockSize);
   }
-  if (levels.size() == 1) {
-    pwrite_all(hash_fd, encode_superblock(p), hash_offset, "verity hash device");
-    return hash_one(p.salt, reinterpret_cast<const std::byte*>(level.data()));
-  }
+  return level;
+}
 
+}  // namespace
+
+Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress, uint64_t data_offset,
+             uint64_t hash_offset) {
+  const uint64_t data_blocks = checked_blocks(p.data_size);
+  check_salt(p);
+  const std::vector<Level> levels = tree_levels(data_blocks);
+  (void)posix_fadvise(data_fd, static_cast<off_t>(data_offset), static_cast<off_t>(p.data_size),
+                      POSIX_FADV_SEQUENTIAL);
+  const uint64_t level0_at = hash_offset + (levels.empty() ? 0 : levels[0].offset);
+  ParallelHasher hasher(p.salt);
+  const Digest only =
+      stream_level0(data_fd, hash_fd, p, hasher, progress, data_offset, level0_at, levels.empty());
+  // The superblock goes last: a tree is only valid once every level is written.
+  auto finish = [&](const Digest& root) {
+    pwrite_all(hash_fd, encode_superblock(p), hash_offset, "verity hash device");
+    return root;
+  };
+  if (levels.empty()) return finish(only);
+  // The hash device may hold an older tree: level 0's padding is written, not assumed.
+  const std::vector<uint8_t> pad(padded(data_blocks) - data_blocks * kDigestSize);
+  pwrite_all(hash_fd, std::as_bytes(std::span(pad)), level0_at + data_blocks * kDigestSize,
+             "verity hash device");
+  std::vector<uint8_t> level = read_level1(hash_fd, levels, level0_at, hasher);
+  if (levels.size() == 1)
+    return finish(hash_one(p.salt, reinterpret_cast<std::byte*>(level.data())));
   // Each upper level hashes the blocks of the one below; the last has one block.
   for (size_t i = 1;; ++i) {
     pwrite_all(hash_fd, std::as_bytes(std::span(level)), hash_offset + levels[i].offset,
                "verity hash device");
     const auto* blocks = reinterpret_cast<const std::byte*>(level.data());
-    if (i + 1 == levels.size()) {
-      pwrite_all(hash_fd, encode_superblock(p), hash_offset, "verity hash device");
-      return hash_one(p.salt, blocks);
-    }
+    if (i + 1 == levels.size()) return finish(hash_one(p.salt, blocks));
     std::vector<uint8_t> upper(padded(levels[i].blocks));
     hasher.hash(blocks, levels[i].blocks, upper.data());
     level = std::move(upper);

@@ -38,7 +38,8 @@ struct Params {
 
 // Builds the tree for p.data_size bytes of data_fd from data_offset and writes superblock +
 // tree to hash_fd at hash_offset. Returns the root hash. Reads in big chunks while hashing
-// on two threads; holds level 0 in memory (8 MiB per GiB of data). Does not fsync.
+// on two threads; streams level 0 to hash_fd (memory: 32 MiB of buffers plus 1/128 of
+// level 0). Does not fsync.
 [[nodiscard]] Digest build(int data_fd, int hash_fd, const Params& p, Progress* progress = nullptr,
                            uint64_t data_offset = 0, uint64_t hash_offset = 0);
 

@@ -29,7 +29,7 @@ struct Rig {
   test::TestImage v1;
   explicit Rig(Arch a) : arch(a), v1(test::build_tiny_image(dir.path(), a, "1.0.0", key)) {}
 
-  RunResult osup(std::vector<std::string> args,
+  RunResult osup(const std::vector<std::string>& args,
                  const std::optional<std::string>& booted = {}) const {
     return test::run_offline_osup(v1.disk, key, booted.value_or(""), args);
   }
