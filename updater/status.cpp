@@ -22,7 +22,9 @@ json data_usage(const OsupDisk& disk) {
     if (::statvfs(disk.data_mount.c_str(), &st) == 0) {
       j["mount"] = disk.data_mount;
       j["filesystem_size"] = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
-      j["free"] = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+      // Free blocks, root's reserve included, as the superblock counts them offline, so
+      // "used" is df's Used whether the machine runs or not.
+      j["free"] = static_cast<uint64_t>(st.f_bfree) * st.f_frsize;
     }
     return j;
   }
