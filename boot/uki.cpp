@@ -22,13 +22,13 @@ constexpr uint32_t kDataReadOnly = 0x40000040;
 
 // Offsets inside the PE32+ optional header.
 constexpr size_t kOptSizeOfInitData = 8, kOptSectionAlign = 32, kOptFileAlign = 36,
-                 kOptSizeOfImage = 56, kOptSizeOfHeaders = 60, kOptCheckSum = 64,
-                 kOptNumDirs = 108, kOptDirs = 112;
+                 kOptSizeOfImage = 56, kOptSizeOfHeaders = 60, kOptCheckSum = 64, kOptNumDirs = 108,
+                 kOptDirs = 112;
 constexpr size_t kSecurityDir = 4;
 
 uint16_t get16(const std::string& b, size_t off) {
-  return static_cast<uint16_t>(static_cast<uint8_t>(b[off]) |
-                               static_cast<uint8_t>(b[off + 1]) << 8);
+  return static_cast<uint16_t>(static_cast<uint8_t>(b[off]) | static_cast<uint8_t>(b[off + 1])
+                                                                  << 8);
 }
 uint32_t get32(const std::string& b, size_t off) {
   return get16(b, off) | static_cast<uint32_t>(get16(b, off + 2)) << 16;

@@ -437,10 +437,10 @@ ImageOutputs build_image(const ImageOptions& opts) {
   compute_verity(b);
   describe_and_sign(b);
   if (b.spec.secure_boot)
-    b.out.secure_boot = write_signed_boot_files(
-        *b.spec.secure_boot, b.manifest, b.spec.arch,
-        {b.uki_stub, b.kernel_copy, b.initrd_copy, b.loader.value_or(""), opts.out_dir, b.stem,
-         b.work.string()});
+    b.out.secure_boot =
+        write_signed_boot_files(*b.spec.secure_boot, b.manifest, b.spec.arch,
+                                {b.uki_stub, b.kernel_copy, b.initrd_copy, b.loader.value_or(""),
+                                 opts.out_dir, b.stem, b.work.string()});
   write_bundle(b);
   if (opts.disk) write_disk(b);
   finish(b);

@@ -44,9 +44,7 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
-Bio file_bio(const std::string& path) {
-  return Bio(BIO_new_file(path.c_str(), "r"), BIO_free);
-}
+Bio file_bio(const std::string& path) { return Bio(BIO_new_file(path.c_str(), "r"), BIO_free); }
 
 std::string bio_text(BIO* b) {
   char* data = nullptr;
@@ -163,8 +161,8 @@ SecureBootKeySet make_secure_boot_keys(const std::string& dir, const std::string
   set.files.push_back(dir + "/GUID");
   for (const char* v : kVars) {
     write_cert(dir, v, name + " " + v, set.files);
-    run_checked({"cert-to-efi-sig-list", "-g", set.guid, dir + "/" + v + ".crt",
-                 dir + "/" + v + ".esl"});
+    run_checked(
+        {"cert-to-efi-sig-list", "-g", set.guid, dir + "/" + v + ".crt", dir + "/" + v + ".esl"});
     set.files.push_back(dir + "/" + v + ".esl");
   }
   // PK and KEK updates are authorised by PK, db updates by KEK (UEFI 2.x, 8.2.2).

@@ -41,7 +41,8 @@ std::vector<std::string> write_signed_boot_files(const SecureBootKey& key, const
     sign_efi(key, in.loader, out.back());
     for (const std::string& f : out)
       if (!efi_signature_verifies(key.cert, f))
-        fail(f + " does not verify with " + key.cert + " after signing; check the sbsigntool install");
+        fail(f + " does not verify with " + key.cert +
+             " after signing; check the sbsigntool install");
     return out;
   });
 }

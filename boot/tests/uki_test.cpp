@@ -66,8 +66,7 @@ struct UkiFixture {
 
 }  // namespace
 
-TEST_CASE("assemble_uki appends .osrel .cmdline .linux .initrd as ukify lays them out",
-          "[unit]") {
+TEST_CASE("assemble_uki appends .osrel .cmdline .linux .initrd as ukify lays them out", "[unit]") {
   const Arch arch = GENERATE(Arch::x86_64, Arch::aarch64);
   CAPTURE(arch_name(arch));
   UkiFixture f(arch);

@@ -47,9 +47,9 @@ std::string signed_uki(const TempDir& d, Arch arch) {
   extract_cached_deb("systemd-boot-efi", arch, d.path());
   write_random_file(d / "vmlinuz", 400 * 1024 + 5, 3);
   const std::string uki = d / "uki.efi";
-  assemble_uki({uki_stub_in_root(d.path(), arch), "PRETTY_NAME=\"t\"\n", "roothash=x",
-                d / "vmlinuz", ""},
-               arch, uki);
+  assemble_uki(
+      {uki_stub_in_root(d.path(), arch), "PRETTY_NAME=\"t\"\n", "roothash=x", d / "vmlinuz", ""},
+      arch, uki);
   sign_efi({keys() + "/db.key", keys() + "/db.crt"}, uki, d / "uki.signed.efi");
   return d / "uki.signed.efi";
 }
@@ -61,7 +61,7 @@ TEST_CASE("make_secure_boot_keys writes PK, KEK, db and their enrollment files",
   for (const char* var : {"PK", "KEK", "db"}) {
     CAPTURE(var);
     const std::string base = dir + "/" + var;
-    struct stat st{};
+    struct stat st {};
     REQUIRE(::stat((base + ".key").c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
     check_secure_boot_key({base + ".key", base + ".crt"}, var);
@@ -88,7 +88,8 @@ TEST_CASE("make_secure_boot_keys writes PK, KEK, db and their enrollment files",
         read_text_file(dir + "/" + (std::string(var) == "db" ? "KEK" : "PK") + ".cer");
     const std::string p7 = auth.substr(16 + 24, cert_len - 24);
     CHECK(p7.find(signer) != std::string::npos);
-    if (std::string(var) == "db") CHECK(p7.find(read_text_file(dir + "/PK.cer")) == std::string::npos);
+    if (std::string(var) == "db")
+      CHECK(p7.find(read_text_file(dir + "/PK.cer")) == std::string::npos);
 
     // systemd-boot's secure-boot-enroll layout: the same bytes.
     CHECK(read_text_file(dir + "/loader/keys/osup/" + var + ".auth") == auth);
