@@ -62,7 +62,9 @@ void write_new(const std::string& path, const std::string& content, int mode) {
   fsync_fd(f.get(), path);
 }
 
-// A self-signed RSA-2048 / SHA-256 certificate for CN=name, valid 10 years.
+// A self-signed RSA-2048 / SHA-256 certificate for CN=name, valid 10 years, with the
+// extensions `openssl req -x509` gives (CA:TRUE, key id): the shape the usual Secure Boot
+// enrollment guides make and EDK2/OVMF and sbverify are used to.
 std::pair<Pkey, Cert> make_cert(const std::string& name) {
   Pkey key(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048)), EVP_PKEY_free);
   Cert cert(X509_new(), X509_free);
@@ -84,7 +86,7 @@ std::pair<Pkey, Cert> make_cert(const std::string& name) {
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
-  for (const auto& [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:FALSE"},
+  for (const auto& [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:TRUE"},
                                    std::pair{NID_subject_key_identifier, "hash"}}) {
     X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
     if (!ext || X509_add_ext(cert.get(), ext, -1) != 1)

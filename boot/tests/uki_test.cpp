@@ -47,10 +47,6 @@ std::vector<ObjdumpSection> objdump_sections(Arch arch, const std::string& file)
   return out;
 }
 
-std::string stub_path(const TempDir& d, Arch arch) {
-  return d / ("usr/lib/systemd/boot/efi/linux" + efi_arch_suffix(arch) + ".efi.stub");
-}
-
 struct UkiFixture {
   TempDir d;
   Arch arch;

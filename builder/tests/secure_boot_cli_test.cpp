@@ -56,13 +56,13 @@ TEST_CASE("image with secure_boot adds signed UKIs per slot and changes nothing 
       REQUIRE(r.exit_code == 0);
       const std::string stem = "r-1.0-" + a;
       // Bundle, manifest and disk are the bytes a build without the key makes.
-      for (const std::string ext : {".osup", ".manifest.json", ".img"})
+      for (const char* ext : {".osup", ".manifest.json", ".img"})
         CHECK(sha256_file(dir / ("plain-" + a + "/" + stem + ext)) ==
               sha256_file(dir / ("sb-" + a + "/" + stem + ext)));
       const std::string hash = json::parse(
           read_text_file(dir / ("sb-" + a + "/" + stem + ".manifest.json")))["verity"]["root_hash"];
       const std::string out = dir / ("sb-" + a + "/" + stem);
-      for (const std::string f : {out + "-slot-a.efi", out + "-slot-b.efi",
+      for (const std::string& f : {out + "-slot-a.efi", out + "-slot-b.efi",
                                   out + "-systemd-boot" + efi_arch_suffix(arch) + ".efi"}) {
         INFO(f);
         CHECK_THAT(r.out, Catch::Matchers::Contains(f));
