@@ -202,8 +202,7 @@ void assemble_uki(const UkiParts& p, Arch arch, const std::string& out) {
 }
 
 std::string uki_stub_in_root(const std::string& root, Arch arch) {
-  const std::string path =
-      root + "/usr/lib/systemd/boot/efi/linux" + efi_arch_suffix(arch) + ".efi.stub";
+  std::string path = root + "/usr/lib/systemd/boot/efi/linux" + efi_arch_suffix(arch) + ".efi.stub";
   if (!fs::is_regular_file(path))
     fail("the image has no EFI stub at " + path +
          "; add the Debian package systemd-boot-efi to the image");

@@ -15,7 +15,7 @@ std::string copy_uki_stub(const std::string& rootdir, Arch arch, const std::stri
   return with_context("secure_boot", [&] {
     (void)require_tool("sbsign");
     const std::string stub = uki_stub_in_root(rootdir, arch);
-    const std::string copy = work + "/" + fs::path(stub).filename().string();
+    std::string copy = work + "/" + fs::path(stub).filename().string();
     fs::copy_file(stub, copy, fs::copy_options::overwrite_existing);
     return copy;
   });

@@ -63,7 +63,7 @@ TEST_CASE("image with secure_boot adds signed UKIs per slot and changes nothing 
           read_text_file(dir / ("sb-" + a + "/" + stem + ".manifest.json")))["verity"]["root_hash"];
       const std::string out = dir / ("sb-" + a + "/" + stem);
       for (const std::string& f : {out + "-slot-a.efi", out + "-slot-b.efi",
-                                  out + "-systemd-boot" + efi_arch_suffix(arch) + ".efi"}) {
+                                   out + "-systemd-boot" + efi_arch_suffix(arch) + ".efi"}) {
         INFO(f);
         CHECK_THAT(r.out, Catch::Matchers::Contains(f));
         CHECK(run({"sbverify", "--cert", dir / "sb/db.crt", f}).exit_code == 0);

@@ -57,7 +57,7 @@ std::string signed_uki(const TempDir& d, Arch arch) {
 }  // namespace
 
 TEST_CASE("make_secure_boot_keys writes PK, KEK, db and their enrollment files", "[unit]") {
-  const std::string dir = keys();
+  const std::string& dir = keys();
   for (const char* var : {"PK", "KEK", "db"}) {
     CAPTURE(var);
     const std::string base = dir + "/" + var;
@@ -130,7 +130,7 @@ TEST_CASE("signed UKIs of both arches verify with the db cert and no other", "[u
 
 TEST_CASE("check_secure_boot_key names the field and the file", "[unit]") {
   TempDir d;
-  const std::string dir = keys();
+  const std::string& dir = keys();
   CHECK_THROWS_WITH(check_secure_boot_key({dir + "/db.key", dir + "/KEK.crt"}, "field 'x'"),
                     Contains("field 'x'") && Contains("does not belong to the certificate"));
   CHECK_THROWS_WITH(check_secure_boot_key({dir + "/db.crt", dir + "/db.crt"}, "f"),
