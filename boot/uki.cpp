@@ -169,8 +169,9 @@ void assemble_uki(const UkiParts& p, Arch arch, const std::string& out) {
   if (img.arch != arch)
     fail(what + " is for " + arch_name(img.arch) + ", not " + arch_name(arch) +
          "; take the stub from the image's own root");
-  if (get32(b, l.opt + kOptNumDirs) > kSecurityDir &&
-      get32(b, l.opt + kOptDirs + kSecurityDir * 8 + 4) != 0)
+  const size_t security_size = l.opt + kOptDirs + kSecurityDir * 8 + 4;
+  if (get32(b, l.opt + kOptNumDirs) > kSecurityDir && security_size + 4 <= l.table &&
+      get32(b, security_size) != 0)
     fail(what + " is already signed; use the unsigned stub from systemd-boot-efi");
   std::vector<std::pair<std::string, std::string>> sections = {
       {".osrel", p.osrel}, {".cmdline", p.cmdline}, {".linux", read_file(p.kernel, "kernel")}};

@@ -124,7 +124,9 @@ void check_secure_boot_key(const SecureBootKey& k, const std::string& what) {
   Bio kb = file_bio(k.key), cb = file_bio(k.cert);
   if (!kb) fail(what + ": cannot read the Secure Boot key " + k.key);
   if (!cb) fail(what + ": cannot read the Secure Boot certificate " + k.cert);
-  Pkey key(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
+  // No passphrase callback: OpenSSL's default would prompt on the terminal of a CI build.
+  auto no_passphrase = [](char*, int, int, void*) { return 0; };
+  Pkey key(PEM_read_bio_PrivateKey(kb.get(), nullptr, no_passphrase, nullptr), EVP_PKEY_free);
   if (!key) fail(what + ": " + k.key + " is not a PEM private key (unencrypted)");
   Cert cert(PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr), X509_free);
   if (!cert) fail(what + ": " + k.cert + " is not a PEM X.509 certificate");

@@ -140,3 +140,20 @@ TEST_CASE("check_secure_boot_key names the field and the file", "[unit]") {
   CHECK_THROWS_WITH(check_secure_boot_key({d / "nope.key", dir + "/db.crt"}, "f"),
                     Contains("cannot read the Secure Boot key") && Contains("nope.key"));
 }
+
+TEST_CASE("assemble_uki refuses a signed stub; an encrypted db key is refused, not prompted for",
+          "[unit]") {
+  TempDir d;
+  extract_cached_deb("systemd-boot-efi", Arch::x86_64, d.path());
+  const std::string stub = uki_stub_in_root(d.path(), Arch::x86_64);
+  sign_efi({keys() + "/db.key", keys() + "/db.crt"}, stub, d / "signed.stub");
+  write_random_file(d / "vmlinuz", 1000, 1);
+  CHECK_THROWS_WITH(
+      assemble_uki({d / "signed.stub", "", "", d / "vmlinuz", ""}, Arch::x86_64, d / "u.efi"),
+      Contains("is already signed"));
+
+  run_checked({"openssl", "pkey", "-in", keys() + "/db.key", "-aes256", "-passout", "pass:x",
+               "-out", d / "enc.key"});
+  CHECK_THROWS_WITH(check_secure_boot_key({d / "enc.key", keys() + "/db.crt"}, "f"),
+                    Contains("enc.key is not a PEM private key (unencrypted)"));
+}
