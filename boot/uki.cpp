@@ -214,4 +214,37 @@ std::string uki_osrel(const Manifest& m, layout::Slot s) {
   return "PRETTY_NAME=\"" + slot_title(m, s) + "\"\n";
 }
 
+std::string uki_entry_name(layout::Slot s, uint64_t generation, int tries_left, int tries_done) {
+  std::string n = "osup-" + std::to_string(generation) + "-" + layout::slot_char(s);
+  if (tries_left >= 0)
+    n += "+" + std::to_string(tries_left) +
+         (tries_done > 0 ? "-" + std::to_string(tries_done) : std::string());
+  return n + ".efi";
+}
+
+std::optional<LoaderEntry> uki_loader_entry(const std::string& file) {
+  LoaderEntry e;
+  e.file = file;
+  e.id = file;
+  for (char& c : e.id)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  if (!e.id.ends_with(".efi") || e.id.starts_with(".") || e.id.starts_with("auto-"))
+    return std::nullopt;
+  e.linux_path = "/EFI/Linux/" + file;
+  // config_entry_parse_tries with the ".efi" suffix: the last '+', LEFT, optional -DONE.
+  const size_t plus = e.id.rfind('+');
+  if (plus == std::string::npos) return e;
+  const std::string counter = e.id.substr(plus + 1, e.id.size() - 4 - plus - 1);
+  const size_t dash = counter.find('-');
+  auto number = [](const std::string& t) {
+    return !t.empty() && t.size() < 10 && t.find_first_not_of("0123456789") == std::string::npos;
+  };
+  const std::string left = counter.substr(0, dash);
+  const std::string done = dash == std::string::npos ? "0" : counter.substr(dash + 1);
+  if (!number(left) || !number(done)) return e;
+  e.tries_left = std::stoi(left);
+  e.tries_done = std::stoi(done);
+  return e;
+}
+
 }  // namespace osup

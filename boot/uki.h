@@ -13,10 +13,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/arch.h"
+#include "boot/systemd_boot.h"
 #include "format/disk_layout.h"
 #include "format/manifest.h"
 
@@ -65,5 +67,16 @@ void assemble_uki(const UkiParts& parts, Arch arch, const std::string& out);
 // IMAGE_VERSION/VERSION*, which a signed file cannot change; leaving them out makes the
 // loader order the entries by file name, which osup can rename (docs/design.md).
 [[nodiscard]] std::string uki_osrel(const Manifest& m, layout::Slot s);
+
+// Type #2 entry names for the next slice (docs/design.md "Verified boot"): the generation
+// goes before the slot letter so that the loader's id order (strverscmp, descending) is the
+// generation order, and the boot counter is systemd's "+LEFT[-DONE]" before ".efi":
+// "osup-7-b+3.efi", "osup-6-a.efi" (good), "osup-7-b+0-3.efi" (exhausted).
+[[nodiscard]] std::string uki_entry_name(layout::Slot s, uint64_t generation, int tries_left = -1,
+                                         int tries_done = 0);
+// The entry as systemd-boot 252 sees a UKI of ours in /EFI/Linux: id = lowercased file
+// name, no sort key or version (our .osrel has neither), counter from the name; nullopt
+// when the name is not a .efi file.
+[[nodiscard]] std::optional<LoaderEntry> uki_loader_entry(const std::string& file);
 
 }  // namespace osup

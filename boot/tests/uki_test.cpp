@@ -149,3 +149,33 @@ TEST_CASE("uki_osrel names the slot and leaves the loader's sort fields out", "[
   const std::string osrel = uki_osrel(m, layout::Slot::b);
   CHECK(osrel == "PRETTY_NAME=\"demo 2.0 (slot b)\"\n");
 }
+
+TEST_CASE("Type #2 names order slots by generation under systemd-boot's sorting", "[unit]") {
+  using layout::Slot;
+  auto entry = [](const std::string& name) {
+    auto e = uki_loader_entry(name);
+    REQUIRE(e);
+    return *e;
+  };
+  // Negative: `a` sorts (and boots) first, as config_entry_compare decides.
+  auto first = [&](const std::string& a, const std::string& b) {
+    return compare_loader_entries(entry(a), entry(b)) < 0;
+  };
+  CHECK(uki_entry_name(Slot::b, 7, 3) == "osup-7-b+3.efi");
+  CHECK(uki_entry_name(Slot::a, 6) == "osup-6-a.efi");
+  CHECK(uki_entry_name(Slot::b, 7, 0, 3) == "osup-7-b+0-3.efi");
+  const LoaderEntry trial = entry("osup-7-b+2-1.efi");
+  CHECK(trial.tries_left == 2);
+  CHECK(trial.tries_done == 1);
+  CHECK(entry("osup-6-a.efi").tries_left == -1);
+  CHECK_FALSE(uki_loader_entry("osup-6-a.conf"));
+
+  // A new slot on trial boots before the good one; exhausted, it goes last (fallback).
+  CHECK(first(uki_entry_name(Slot::b, 7, 3), uki_entry_name(Slot::a, 6)));
+  CHECK(first(uki_entry_name(Slot::a, 6), uki_entry_name(Slot::b, 7, 0, 3)));
+  // Rollback renames the older slot to a higher generation; the letter does not matter.
+  CHECK(first(uki_entry_name(Slot::a, 8), uki_entry_name(Slot::b, 7)));
+  CHECK(first(uki_entry_name(Slot::b, 9), uki_entry_name(Slot::a, 8)));
+  // Numbers compare as numbers (10 after 9), as strverscmp does and strcmp would not.
+  CHECK(first(uki_entry_name(Slot::a, 10), uki_entry_name(Slot::b, 9)));
+}
