@@ -188,6 +188,19 @@ void assemble_uki(const UkiParts& p, Arch arch, const std::string& out) {
   if (table_end > first_raw)
     fail(what + " has no room for " + std::to_string(sections.size()) +
          " more section headers; use systemd's stub from systemd-boot-efi");
+  // Whatever follows the last section goes: Debian's x86_64 stub ends in a COFF symbol
+  // table, which no EFI loader reads (we unlink it from the header, as strip would).
+  // Sections appended after it would leave a hole between sections, which Authenticode
+  // does not hash and sbsign warns may hash differently elsewhere.
+  uint64_t data_end = first_raw;
+  for (const PeSection& s : img.sections)
+    data_end = std::max<uint64_t>(data_end, uint64_t{s.raw_offset} + s.raw_size);
+  if (const uint32_t symbols = get32(b, l.coff + 8); symbols != 0) {
+    if (symbols < data_end) fail(what + " has a COFF symbol table inside its sections");
+    put32(b, l.coff + 8, 0);
+    put32(b, l.coff + 12, 0);
+  }
+  if (data_end < b.size()) b.resize(data_end);
   size_t index = img.sections.size();
   for (const auto& [name, data] : sections) append_section(b, img, l, index++, name, data);
   put16(b, l.coff + 2, static_cast<uint16_t>(img.sections.size()));

@@ -7,7 +7,8 @@
 // needs the cross binutils), and objcopy's --change-section-vma needs addresses picked
 // by hand. What we do is what ukify does: each section goes at the next SectionAlignment
 // boundary after the image's last section, its raw data at the next FileAlignment
-// boundary at the end of the file; the header's section count, SizeOfImage,
+// boundary right after the last section's (a trailing COFF symbol table, which Debian's
+// x86_64 stub has, is dropped so no hole is left); the header's section count, SizeOfImage,
 // SizeOfInitializedData and CheckSum follow. The stub must leave room in its headers for
 // the new section headers (systemd's stubs do), and must not be signed yet.
 #pragma once

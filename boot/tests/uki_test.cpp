@@ -102,6 +102,10 @@ TEST_CASE("assemble_uki appends .osrel .cmdline .linux .initrd as ukify lays the
     const uint64_t after_prev = i == 0 ? std::max<uint64_t>(end, stub.size_of_image) : end;
     CHECK(s.vma == (after_prev + align - 1) / align * align);
     CHECK(s.file_off % stub.file_alignment == 0);
+    // No hole before it: right after the previous section's raw data.
+    const ObjdumpSection& prev = after[before.size() + i - 1];
+    const uint64_t fa = stub.file_alignment;
+    CHECK(s.file_off == prev.file_off + (prev.size + fa - 1) / fa * fa);
     CHECK(uki_bytes.compare(s.file_off, s.size, want[i].second) == 0);
     end = s.vma + s.size;
   }
