@@ -48,6 +48,10 @@ const std::map<std::string, std::string>& tool_packages() {
       {"qemu-aarch64-static", "qemu-user-static"},
       {"chroot", "coreutils"},
       {"dpkg-deb", "dpkg"},
+      {"sbsign", "sbsigntool"},
+      {"sbverify", "sbsigntool"},
+      {"cert-to-efi-sig-list", "efitools"},
+      {"sign-efi-sig-list", "efitools"},
   };
   return m;
 }

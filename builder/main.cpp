@@ -14,6 +14,7 @@
 #include "builder/inspect.h"
 #include "builder/pipeline.h"
 #include "builder/publish/publish.h"
+#include "builder/secure_boot.h"
 #include "format/signature.h"
 
 namespace fs = std::filesystem;
@@ -26,6 +27,8 @@ constexpr const char* kUsage =
     "\n"
     "  keygen --out DIR [--type ed25519|ecdsa|rsa]\n"
     "      write DIR/osup.key (private, 0600) and DIR/osup.pub.pem\n"
+    "  keygen --secure-boot --out DIR [--name NAME]\n"
+    "      write Secure Boot PK, KEK and db keys, certificates and enrollment files\n"
     "  image SPEC.json --key KEY.pem --out DIR [--version V] [--arch x86_64|aarch64]\n"
     "        [--deb PKG.deb] [--overlay DIR] [--incremental] [--workdir DIR]\n"
     "        [--keep-workdir] [--no-disk]\n"
@@ -43,11 +46,25 @@ constexpr const char* kUsage =
     "  delta FROM.osup TO.osup --key KEY.pem --out FILE.osupd [--json]\n"
     "      make one delta (what publish does per source release)\n";
 
+// --secure-boot: PK, KEK, db and their enrollment files (builder/secure_boot.h).
+int keygen_secure_boot(const CliArgs& a, const fs::path& dir) {
+  if (a.value("type"))
+    fail("--type is for the image signing key; Secure Boot keys are always RSA-2048");
+  const build::SecureBootKeySet set =
+      build::make_secure_boot_keys(dir.string(), a.value_or("name", "osup"));
+  for (const std::string& f : set.files) std::printf("%s\n", f.c_str());
+  std::printf("owner GUID %s; sign images with db.key/db.crt (spec field secure_boot)\n",
+              set.guid.c_str());
+  return 0;
+}
+
 int cmd_keygen(const std::vector<std::string>& args) {
-  CliArgs a("osup-build keygen", args, {"out", "type"}, {});
+  CliArgs a("osup-build keygen", args, {"out", "type", "name"}, {"secure-boot"});
   a.expect_positionals(0, 0, "osup-build keygen --out DIR [--type ed25519|ecdsa|rsa]");
   fs::path dir = a.required("out", "osup-build keygen --out DIR");
   fs::create_directories(dir);
+  if (a.flag("secure-boot")) return keygen_secure_boot(a, dir);
+  if (a.value("name")) fail("--name goes with --secure-boot (the certificates' common name)");
   sig::KeyType type = sig::parse_key_type(a.value_or("type", "ed25519"));
   const std::string priv = (dir / "osup.key").string(), pub = (dir / "osup.pub.pem").string();
   sig::generate_keypair(type, priv, pub);
@@ -81,6 +98,7 @@ int cmd_image(const std::vector<std::string>& args) {
   build::ImageOutputs out = build::build_image(o);
   for (const std::string& f : {out.disk, out.bundle, out.manifest})
     if (!f.empty()) std::printf("%s\n", f.c_str());
+  for (const std::string& f : out.secure_boot) std::printf("%s\n", f.c_str());
   return 0;
 }
 

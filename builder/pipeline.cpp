@@ -31,6 +31,7 @@
 #include "builder/rootfs/source.h"
 #include "builder/rootfs/tarball.h"
 #include "builder/spec.h"
+#include "builder/uki_stage.h"
 #include "format/bundle_writer.h"
 #include "format/initrd_pack.h"
 #include "format/manifest.h"
@@ -130,7 +131,7 @@ struct Build : Inputs {
   // Kernel, initrd and loader, copied out of the tree (they go to the ESP and the bundle).
   std::optional<KernelFiles> kernel;
   std::optional<std::string> loader;
-  std::string kernel_copy, initrd_copy;
+  std::string kernel_copy, initrd_copy, uki_stub;  // uki_stub: only with secure_boot
   std::string root_img, verity_img;
   uint64_t root_size = 0;
   BackgroundRemoval rootfs_removal;
@@ -247,6 +248,7 @@ void extract_boot_files(Build& b) {
   if (!b.loader)
     warn("rootfs has no " + systemd_boot_name(arch) +
          " (Debian package systemd-boot-efi); the disk image will not boot");
+  if (b.spec.secure_boot) b.uki_stub = copy_uki_stub(b.rootdir, arch, b.work.string());
   if (b.loader) {
     const std::string copy = (b.work / systemd_boot_name(arch)).string();
     fs::copy_file(*b.loader, copy, fs::copy_options::overwrite_existing);
@@ -434,6 +436,11 @@ ImageOutputs build_image(const ImageOptions& opts) {
   pack_filesystem(b);
   compute_verity(b);
   describe_and_sign(b);
+  if (b.spec.secure_boot)
+    b.out.secure_boot =
+        write_signed_boot_files(*b.spec.secure_boot, b.manifest, b.spec.arch,
+                                {b.uki_stub, b.kernel_copy, b.initrd_copy, b.loader.value_or(""),
+                                 opts.out_dir, b.stem, b.work.string()});
   write_bundle(b);
   if (opts.disk) write_disk(b);
   finish(b);

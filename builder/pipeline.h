@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/arch.h"
 #include "base/progress.h"
@@ -32,7 +33,8 @@ struct ImageOptions {
 struct ImageOutputs {
   std::string disk, bundle, manifest;  // disk is empty with ImageOptions::disk == false
   std::string root_hash;
-  bool bootable = false;  // false when the rootfs has no kernel
+  bool bootable = false;                 // false when the rootfs has no kernel
+  std::vector<std::string> secure_boot;  // signed UKIs and loader (spec field secure_boot)
 };
 
 ImageOutputs build_image(const ImageOptions& opts);

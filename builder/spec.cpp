@@ -248,13 +248,28 @@ void parse_boot(const json& j, Spec& s) {
   }
 }
 
+// Paths are checked, and the key against the certificate, before any build work.
+void parse_secure_boot(const json& j, Spec& s) {
+  const json* sb = member(j, "secure_boot");
+  if (!sb) return;
+  if (!sb->is_object()) field_error("secure_boot", "expected an object, got " + sb->dump());
+  check_keys(*sb, "secure_boot", {"key", "cert"});
+  SecureBootKey k;
+  k.key = existing_path(s.spec_dir, get_string(*sb, "key", "secure_boot.key", std::nullopt),
+                        "secure_boot.key", false);
+  k.cert = existing_path(s.spec_dir, get_string(*sb, "cert", "secure_boot.cert", std::nullopt),
+                         "secure_boot.cert", false);
+  check_secure_boot_key(k, "field 'secure_boot'");
+  s.secure_boot = k;
+}
+
 }  // namespace
 
 Spec parse_spec(const json& j, const fs::path& spec_dir_in) {
   if (!j.is_object()) fail("expected a JSON object at the top level");
   check_keys(j, "",
              {"name", "version", "arch", "compatible", "rootfs", "overlay", "hooks", "filesystem",
-              "disk", "boot", "bundle"});
+              "disk", "boot", "bundle", "secure_boot"});
   Spec s;
   s.spec_dir = fs::absolute(spec_dir_in).lexically_normal();
 
@@ -276,6 +291,7 @@ Spec parse_spec(const json& j, const fs::path& spec_dir_in) {
   s.bundle_compression =
       parse_bundle_compression(get_string(bundle, "compression", "bundle.compression", "auto"),
                                "field 'bundle.compression'");
+  parse_secure_boot(j, s);
   return s;
 }
 

@@ -32,6 +32,10 @@
 //   bundle        {"compression": ["auto"] auto|zstd|none: how the update bundle carries the
 //                  verity tree and root image; auto = zstd unless it saves under 10 %
 //                  (builder/image/bundle_compression.h). --bundle-compression overrides it.}
+//   secure_boot   [none] {"key": PATH, "cert": PATH} (both required): the Secure Boot db key
+//                 and certificate (PEM; osup-build keygen --secure-boot makes them). With it
+//                 the build also writes a signed UKI per slot and a signed systemd-boot
+//                 (builder/uki_stage.h); without it nothing changes.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +48,7 @@
 
 #include "base/arch.h"
 #include "builder/image/bundle_compression.h"
+#include "builder/secure_boot.h"
 
 namespace osup::build {
 
@@ -71,6 +76,7 @@ struct Spec {
   std::string cmdline;
   int tries = 3;
   BundleCompression bundle_compression = BundleCompression::automatic;
+  std::optional<SecureBootKey> secure_boot;
 };
 
 // Reads and validates the spec at PATH; errors start with "spec PATH: ".

@@ -15,6 +15,8 @@ packages=(
   # image building
   erofs-utils squashfs-tools dosfstools mtools e2fsprogs fdisk debootstrap zstd
   qemu-user-static binfmt-support systemd-boot-efi busybox-static
+  # Secure Boot: signing EFI binaries (sbsign/sbverify), enrollment files (efitools)
+  sbsigntool efitools
   # network updates: a real HTTP(S) server for the channel tests, casync for bench/delta
   nginx-light openssl casync
   # oracles used by tests

@@ -271,3 +271,27 @@ TEST_CASE("spec: --arch override follows a default compatible string only", "[un
   osup::build::override_arch(t, osup::Arch::aarch64);
   CHECK(t.compatible == "my-board");
 }
+
+TEST_CASE("spec: secure_boot takes a db key and its certificate, checked up front", "[unit]") {
+  SpecDir d;
+  (void)osup::build::make_secure_boot_keys(d.dir / "sb", "spec test");
+  json j = d.minimal();
+  j["secure_boot"] = {{"key", "sb/db.key"}, {"cert", "sb/db.crt"}};
+  const Spec s = d.parse(j);
+  REQUIRE(s.secure_boot);
+  CHECK(s.secure_boot->key == d.dir / "sb/db.key");
+  CHECK(s.secure_boot->cert == d.dir / "sb/db.crt");
+  CHECK_FALSE(d.parse(d.minimal()).secure_boot);
+
+  using Catch::Matchers::Contains;
+  CHECK_THAT(d.with("secure_boot", "sb/db.key"),
+             Contains("field 'secure_boot': expected an object"));
+  CHECK_THAT(d.with("secure_boot", {{"key", "sb/db.key"}}),
+             Contains("field 'secure_boot.cert': missing (it is required)"));
+  CHECK_THAT(d.with("secure_boot", {{"key", "sb/db.key"}, {"cert", "sb/db.crt"}, {"pk", "x"}}),
+             Contains("field 'secure_boot.pk': unknown field") && Contains("key, cert"));
+  CHECK_THAT(d.with("secure_boot", {{"key", "sb/nope.key"}, {"cert", "sb/db.crt"}}),
+             Contains("field 'secure_boot.key': 'sb/nope.key' does not exist"));
+  CHECK_THAT(d.with("secure_boot", {{"key", "sb/db.key"}, {"cert", "sb/KEK.crt"}}),
+             Contains("field 'secure_boot'") && Contains("does not belong to the certificate"));
+}

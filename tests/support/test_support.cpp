@@ -49,6 +49,10 @@ static std::string find_deb(const std::string& name, const std::string& debarch)
   fail("no " + name + " " + debarch + " .deb in " + deps_cache() + "; run scripts/install-deps.sh");
 }
 
+void extract_cached_deb(const std::string& name, Arch arch, const std::string& dir) {
+  run_checked({"dpkg-deb", "-x", find_deb(name, debian_arch(arch)), dir});
+}
+
 void make_busybox_rootfs(Arch arch, const std::string& dir, bool with_kernel) {
   fs::create_directories(dir);
   TempDir x;

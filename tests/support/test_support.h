@@ -22,6 +22,10 @@ using TempDir = osup::TempDir;
 // and Debian's real systemd-boot EFI binary for the arch.
 void make_busybox_rootfs(Arch arch, const std::string& dir, bool with_kernel = false);
 
+// Unpacks the .deb of Debian package NAME for ARCH (from the cache scripts/install-deps.sh
+// fills) into DIR: e.g. systemd-boot-efi for its real EFI stubs of both arches.
+void extract_cached_deb(const std::string& name, Arch arch, const std::string& dir);
+
 // Paths of the built tools.
 [[nodiscard]] std::string osup_build_exe();
 [[nodiscard]] std::string osup_exe();

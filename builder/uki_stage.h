@@ -1,0 +1,35 @@
+// The Secure Boot part of `osup-build image`, run only when the spec has `secure_boot`:
+// one signed UKI per slot (the command line names the slot, so a and b differ) and a
+// signed systemd-boot, written next to the bundle. Images without the field are built
+// exactly as before.
+//
+// This is the first slice of verified boot (issue 12): the files are built and signed,
+// but the bundle, the manifest and the disk image's ESP do not carry them yet
+// (docs/design.md "Verified boot" says what remains).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/arch.h"
+#include "builder/secure_boot.h"
+#include "format/manifest.h"
+
+namespace osup::build {
+
+// Copies the image's EFI stub out of the root (before the root is packed and removed)
+// into WORK; checks sbsign is installed. Throws when the image lacks systemd-boot-efi.
+[[nodiscard]] std::string copy_uki_stub(const std::string& rootdir, Arch arch,
+                                        const std::string& work);
+
+struct SignedBootInputs {
+  std::string stub, kernel, initrd, loader;  // host files; initrd may be ""
+  std::string out_dir, stem, work;
+};
+
+// OUT_DIR/STEM-slot-a.efi, STEM-slot-b.efi (signed UKIs for the manifest's root hash and
+// command line) and STEM-systemd-boot<arch>.efi (the loader, signed); returns their paths.
+std::vector<std::string> write_signed_boot_files(const SecureBootKey& key, const Manifest& m,
+                                                 Arch arch, const SignedBootInputs& in);
+
+}  // namespace osup::build
