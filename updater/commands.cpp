@@ -196,13 +196,16 @@ int cmd_update(const Globals& g, const std::vector<std::string>& args) {
   if (!o.check_only) lock.emplace(s.disk.path, "update", g.lock_wait);
   sig::TrustStore trust = load_trust(g);
   const bool json_out = a.flag("json");
-  const auto say = [](const std::string& line) { std::fprintf(stderr, "osup: %s\n", line.c_str()); };
+  const auto say = [](const std::string& line) {
+    std::fprintf(stderr, "osup: %s\n", line.c_str());
+  };
   const std::unique_ptr<fleet::Fleet> fl = fleet::join_fleet(conf.fleet, o.machine_id, say);
   std::unique_ptr<fleet::SlotKeeper> keeper;  // keeps a held slot's lease alive until exit
   if (fl) fleet::attach_update_hooks(o, *fl, keeper);
   UpdateOutcome out;
   try {
-    out = run_update(s.disk, *s.boot, trust, o, [&](const UpdatePlan& p) { print_plan(p, json_out); });
+    out = run_update(s.disk, *s.boot, trust, o,
+                     [&](const UpdatePlan& p) { print_plan(p, json_out); });
   } catch (const Error&) {
     if (keeper) fleet::abandon_trial(*fl, o.state_dir);
     throw;

@@ -25,8 +25,8 @@ struct HttpOptions {
   int max_attempts = 6;          // per transfer; an attempt that moved forward resets the count
   double first_backoff_s = 0.5;  // doubles after each failed attempt, capped at 30 s
   long connect_timeout_s = 20;
-  long low_speed_time_s = 60;  // a transfer under 1 byte/s this long is cut, then retried
-  long timeout_s = 0;          // a whole transfer at most this long (0: no limit)
+  long low_speed_time_s = 60;           // a transfer under 1 byte/s this long is cut, then retried
+  long timeout_s = 0;                   // a whole transfer at most this long (0: no limit)
   std::string client_cert, client_key;  // TLS client certificate (PEM), for etcd
 };
 
@@ -39,10 +39,10 @@ struct HttpOptions {
 // One POST of a small document (at most max_bytes back), no retry: the caller (etcd's
 // failover, FleetLock's wait) decides. `headers` are whole lines ("Content-Type: ...").
 struct HttpPostResult {
-  bool ok = false;     // a 2xx status
-  long status = 0;     // 0 when no response came (refused, timed out, reset)
-  std::string body;    // the 2xx body, or the start of the error body
-  std::string error;   // when !ok: one line naming the URL
+  bool ok = false;    // a 2xx status
+  long status = 0;    // 0 when no response came (refused, timed out, reset)
+  std::string body;   // the 2xx body, or the start of the error body
+  std::string error;  // when !ok: one line naming the URL
 };
 [[nodiscard]] HttpPostResult http_post_once(const std::string& url, const std::string& body,
                                             const std::vector<std::string>& headers,

@@ -59,8 +59,8 @@ struct PostResult {
   std::string error_body;
 };
 [[nodiscard]] PostResult post_once(const std::string& url, const HttpOptions& o,
-                                   const std::string& body,
-                                   const std::vector<std::string>& headers, BodySink& sink);
+                                   const std::string& body, const std::vector<std::string>& headers,
+                                   BodySink& sink);
 
 // Calls attempt() until one is ok: up to o.max_attempts in a row that received nothing,
 // sleeping first_backoff_s, then twice that, ... (at most 30 s) in between. sleep(s)

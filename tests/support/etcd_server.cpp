@@ -45,7 +45,8 @@ bool healthy(uint16_t port) {
   if (::write(s.get(), req.data(), req.size()) != static_cast<ssize_t>(req.size())) return false;
   std::string got;
   char buf[1024];
-  for (ssize_t n; (n = ::read(s.get(), buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::read(s.get(), buf, sizeof buf)) > 0;)
+    got.append(buf, static_cast<size_t>(n));
   return got.find("\"health\":\"true\"") != std::string::npos;
 }
 
@@ -88,17 +89,25 @@ void EtcdCluster::spawn(size_t i) {
   Member& m = members_[i];
   std::string cluster;
   for (const Member& o : members_)
-    cluster += (cluster.empty() ? "" : ",") + o.name + "=http://127.0.0.1:" + std::to_string(o.peer_port);
+    cluster +=
+        (cluster.empty() ? "" : ",") + o.name + "=http://127.0.0.1:" + std::to_string(o.peer_port);
   const std::string client = "http://127.0.0.1:" + std::to_string(m.client_port);
   const std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
   // Short heartbeats and elections: a killed leader is replaced in about a second.
-  std::vector<std::string> args = {
-      kEtcd, "--name", m.name, "--data-dir", dir_ / m.name, "--listen-client-urls", client,
-      "--advertise-client-urls", client, "--listen-peer-urls", peer,
-      "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
-      "--initial-cluster-state", "new", "--initial-cluster-token", "osup-test",
-      "--heartbeat-interval", "50", "--election-timeout", "500", "--logger", "zap",
-      "--log-level", "warn"};
+  std::vector<std::string> args = {kEtcd,         "--name",
+                                   m.name,        "--data-dir",
+                                   dir_ / m.name, "--listen-client-urls",
+                                   client,        "--advertise-client-urls",
+                                   client,        "--listen-peer-urls",
+                                   peer,          "--initial-advertise-peer-urls",
+                                   peer,          "--initial-cluster",
+                                   cluster,       "--initial-cluster-state",
+                                   "new",         "--initial-cluster-token",
+                                   "osup-test",   "--heartbeat-interval",
+                                   "50",          "--election-timeout",
+                                   "500",         "--logger",
+                                   "zap",         "--log-level",
+                                   "warn"};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

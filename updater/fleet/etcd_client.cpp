@@ -13,9 +13,9 @@ namespace {
 
 std::string b64(const std::string& s) {
   std::string out(4 * ((s.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(s.data()),
-                                static_cast<int>(s.size()));
+  const int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
   out.resize(static_cast<size_t>(n));
   return out;
 }
@@ -23,9 +23,9 @@ std::string b64(const std::string& s) {
 std::string unb64(const std::string& s) {
   if (s.empty()) return "";
   std::string out(3 * (s.size() / 4) + 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(s.data()),
-                                static_cast<int>(s.size()));
+  const int n =
+      EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
   if (n < 0) fail("etcd sent a value that is not base64");
   size_t pad = 0;  // EVP_DecodeBlock counts the padding as zero bytes
   for (size_t i = s.size(); i > 0 && s[i - 1] == '='; --i) ++pad;
@@ -54,7 +54,8 @@ EtcdKv parse_kv(const json& j) {
 
 json compare_json(const EtcdCompare& c) {
   if (c.what == EtcdCompare::What::absent)
-    return {{"key", b64(c.key)}, {"target", "CREATE"}, {"result", "EQUAL"}, {"create_revision", "0"}};
+    return {
+        {"key", b64(c.key)}, {"target", "CREATE"}, {"result", "EQUAL"}, {"create_revision", "0"}};
   return {{"key", b64(c.key)}, {"target", "VALUE"}, {"result", "EQUAL"}, {"value", b64(c.value)}};
 }
 
@@ -103,8 +104,8 @@ std::string EtcdClient::call(const std::string& path, const std::string& body) {
     std::string url = o_.endpoints[i];
     while (!url.empty() && url.back() == '/') url.pop_back();
     ++requests_;
-    const HttpPostResult r = http_post_once(url + path, body, {"Content-Type: application/json"},
-                                            16u << 20, o_.http);
+    const HttpPostResult r =
+        http_post_once(url + path, body, {"Content-Type: application/json"}, 16u << 20, o_.http);
     if (r.ok) {
       preferred_.store(i);
       return r.body;
@@ -123,9 +124,10 @@ std::string EtcdClient::call(const std::string& path, const std::string& body) {
 }
 
 std::vector<EtcdKv> EtcdClient::range_prefix(const std::string& prefix, int64_t* revision) {
-  const json a = parse_answer(
-      call("/v3/kv/range", json{{"key", b64(prefix)}, {"range_end", b64(prefix_end(prefix))}}.dump()),
-      "etcd range");
+  const json a =
+      parse_answer(call("/v3/kv/range",
+                        json{{"key", b64(prefix)}, {"range_end", b64(prefix_end(prefix))}}.dump()),
+                   "etcd range");
   if (revision) *revision = num(a.value("header", json::object()), "revision");
   std::vector<EtcdKv> out;
   for (const json& kv : a.value("kvs", json::array())) out.push_back(parse_kv(kv));
@@ -155,8 +157,8 @@ bool EtcdClient::txn(const std::vector<EtcdCompare>& compares, const std::vector
 }
 
 int64_t EtcdClient::grant_lease(int64_t ttl_seconds) {
-  const json a = parse_answer(call("/v3/lease/grant", json{{"TTL", ttl_seconds}}.dump()),
-                              "etcd lease grant");
+  const json a =
+      parse_answer(call("/v3/lease/grant", json{{"TTL", ttl_seconds}}.dump()), "etcd lease grant");
   if (a.contains("error") && !a["error"].get<std::string>().empty())
     fail("etcd lease grant: " + a["error"].get<std::string>());
   const int64_t id = num(a, "ID");

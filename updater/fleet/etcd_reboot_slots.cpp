@@ -57,7 +57,8 @@ void EtcdRebootSlots::release(const SlotRequest& r) {
   for (const EtcdKv& kv : etcd_.range_prefix(slots_prefix(r.group))) {
     if (kv.value != r.machine) continue;
     // Only while it is still ours: an expired slot may have a new holder by now.
-    (void)etcd_.txn({{EtcdCompare::What::value_equals, kv.key, r.machine}}, {{true, kv.key, "", 0}});
+    (void)etcd_.txn({{EtcdCompare::What::value_equals, kv.key, r.machine}},
+                    {{true, kv.key, "", 0}});
     if (kv.lease) etcd_.revoke(kv.lease);
   }
 }

@@ -48,9 +48,11 @@ bool parse_fleet_key(FleetConfig& c, const std::string& key, const std::string& 
     c.endpoints = url_list(value, where);
   } else if (key == "fleet_group") {
     if (value.size() > 64 ||
-        value.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+        value.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
             std::string::npos)
-      fail(where + ": fleet_group must be 1-64 letters, digits, '.', '_' or '-', not '" + value + "'");
+      fail(where + ": fleet_group must be 1-64 letters, digits, '.', '_' or '-', not '" + value +
+           "'");
     c.group = value;
   } else if (key == "fleet_slots") {
     c.slots = whole_number(value, 1, 10000, where + ": fleet_slots");
@@ -74,8 +76,9 @@ void check_fleet_config(const FleetConfig& c, const std::string& what) {
   using B = FleetConfig::Backend;
   if (c.backend == B::none) {
     if (!c.endpoints.empty())
-      fail(what + ": fleet_endpoints is set but fleet is not; add 'fleet = etcd' or "
-                  "'fleet = fleetlock'");
+      fail(what +
+           ": fleet_endpoints is set but fleet is not; add 'fleet = etcd' or "
+           "'fleet = fleetlock'");
     return;
   }
   const char* name = c.backend == B::etcd ? "etcd" : "fleetlock";

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "base/error.h"
 #include "base/fd.h"
@@ -106,7 +106,8 @@ std::optional<FleetTrial> load_trial(const std::string& state_dir) {
   if (!fs::exists(path)) return std::nullopt;
   try {
     const json j = json::parse(read_text_file(path));
-    return FleetTrial{j.at("version").get<std::string>(), j.at("group").get<std::string>(),
+    return FleetTrial{j.at("version").get<std::string>(),
+                      j.at("group").get<std::string>(),
                       {opt_int(j, "halt_after_failures"), opt_int(j, "halt_failure_percent")}};
   } catch (const json::exception& e) {
     fail(path + " is damaged (" + std::string(e.what()) + "); delete it to forget the trial");

@@ -14,8 +14,9 @@ namespace osup::fleet {
 
 json fleet_status_json(const FleetConfig& c) {
   if (c.backend != FleetConfig::Backend::etcd)
-    fail("osup fleet status reads etcd: set 'fleet = etcd' and fleet_endpoints in update.conf "
-         "(a FleetLock server keeps its state to itself)");
+    fail(
+        "osup fleet status reads etcd: set 'fleet = etcd' and fleet_endpoints in update.conf "
+        "(a FleetLock server keeps its state to itself)");
   HttpOptions http;
   http.ca_file = c.etcd_ca;
   http.client_cert = c.etcd_cert;
@@ -46,10 +47,11 @@ void print_fleet_status(const json& j) {
   std::printf("%s\n", holders.empty() ? "" : ")");
   if (j["releases"].empty()) std::printf("no release records yet\n");
   for (const auto& [v, r] : j["releases"].items())
-    std::printf("  %-16s %d machines: %d waiting for a slot, %d trying, %d good, %d rolled back%s\n",
-                v.c_str(), r["machines"].get<int>(), r["waiting"].get<int>(),
-                r["trying"].get<int>(), r["good"].get<int>(), r["rolled_back"].get<int>(),
-                r["halted"].get<bool>() ? " [halted]" : "");
+    std::printf(
+        "  %-16s %d machines: %d waiting for a slot, %d trying, %d good, %d rolled back%s\n",
+        v.c_str(), r["machines"].get<int>(), r["waiting"].get<int>(), r["trying"].get<int>(),
+        r["good"].get<int>(), r["rolled_back"].get<int>(),
+        r["halted"].get<bool>() ? " [halted]" : "");
 }
 
 int cmd_fleet(const std::vector<std::string>& args, const std::string& default_config) {

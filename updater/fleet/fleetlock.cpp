@@ -39,7 +39,8 @@ SlotAnswer FleetLockSlots::try_acquire(const SlotRequest& r) {
 
 void FleetLockSlots::release(const SlotRequest& r) {
   const HttpPostResult a = post("/v1/steady-state", r);
-  if (!a.ok) fail("FleetLock server refused to release the reboot slot of " + r.machine + ": " + a.error);
+  if (!a.ok)
+    fail("FleetLock server refused to release the reboot slot of " + r.machine + ": " + a.error);
 }
 
 }  // namespace osup::fleet

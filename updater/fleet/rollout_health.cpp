@@ -19,15 +19,15 @@ const char* to_string(MachineState s) {
 }
 
 std::optional<MachineState> parse_machine_state(const std::string& s) {
-  for (MachineState m : {MachineState::waiting, MachineState::trying, MachineState::good,
-                         MachineState::rolled_back})
+  for (MachineState m :
+       {MachineState::waiting, MachineState::trying, MachineState::good, MachineState::rolled_back})
     if (s == to_string(m)) return m;
   return std::nullopt;
 }
 
 std::string over_threshold(const ReleaseTally& t, const HealthThreshold& h) {
-  const std::string failed = std::to_string(t.rolled_back) + " of " +
-                             std::to_string(t.started()) + " machines that tried it rolled back";
+  const std::string failed = std::to_string(t.rolled_back) + " of " + std::to_string(t.started()) +
+                             " machines that tried it rolled back";
   if (h.halt_after_failures && t.rolled_back >= *h.halt_after_failures)
     return failed + " (the channel halts it after " + std::to_string(*h.halt_after_failures) +
            " failures)";
@@ -38,7 +38,8 @@ std::string over_threshold(const ReleaseTally& t, const HealthThreshold& h) {
   return "";
 }
 
-std::string RolloutHealth::record_key(const std::string& version, const std::string& machine) const {
+std::string RolloutHealth::record_key(const std::string& version,
+                                      const std::string& machine) const {
   return fleet_prefix(group_) + "releases/" + version + "/" + machine;
 }
 
@@ -68,7 +69,8 @@ std::map<std::string, ReleaseTally> RolloutHealth::all() {
     }
   }
   const std::string halted = fleet_prefix(group_) + "halted/";
-  for (const EtcdKv& kv : etcd_.range_prefix(halted)) out[kv.key.substr(halted.size())].halted = true;
+  for (const EtcdKv& kv : etcd_.range_prefix(halted))
+    out[kv.key.substr(halted.size())].halted = true;
   return out;
 }
 
@@ -99,8 +101,9 @@ void RolloutHealth::record_failure(const std::string& version, const std::string
                                    const HealthThreshold& t) {
   record(version, machine, MachineState::rolled_back);
   const std::string why = over_threshold(tally(version), t);
-  if (!why.empty()) (void)etcd_.txn({{EtcdCompare::What::absent, halt_key(version), ""}},
-                                    {{false, halt_key(version), why, 0}});
+  if (!why.empty())
+    (void)etcd_.txn({{EtcdCompare::What::absent, halt_key(version), ""}},
+                    {{false, halt_key(version), why, 0}});
 }
 
 std::string RolloutHealth::refusal(const std::string& version, const HealthThreshold& t) {

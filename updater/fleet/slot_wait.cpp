@@ -37,7 +37,8 @@ WaitOutcome wait_for_slot(RebootSlots& slots, const SlotRequest& r, const WaitPo
       said_waiting = true;
     }
     const double left = p.max_wait_s - out.waited_s;
-    std::this_thread::sleep_for(std::chrono::duration<double>(std::min(left, backoff * jitter(rng))));
+    std::this_thread::sleep_for(
+        std::chrono::duration<double>(std::min(left, backoff * jitter(rng))));
     backoff = std::min(backoff * 1.5, p.max_backoff_s);
   }
 }

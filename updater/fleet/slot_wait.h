@@ -17,10 +17,10 @@ struct WaitPolicy {
 };
 
 struct WaitOutcome {
-  SlotAnswer answer;          // held, or the last holders seen
+  SlotAnswer answer;  // held, or the last holders seen
   double waited_s = 0;
   int tries = 0;
-  std::string last_error;     // the backend's last failure, when it failed
+  std::string last_error;  // the backend's last failure, when it failed
 };
 
 // log (may be empty) gets one line when the wait starts and whenever the backend's

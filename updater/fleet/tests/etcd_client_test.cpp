@@ -1,11 +1,12 @@
 // The etcd client against a real etcd (Debian's etcd-server) on 127.0.0.1.
+#include "updater/fleet/etcd_client.h"
+
 #include <catch2/catch.hpp>
 #include <thread>
 
 #include "base/error.h"
 #include "tests/support/etcd_server.h"
 #include "tests/support/nginx_server.h"
-#include "updater/fleet/etcd_client.h"
 
 using namespace osup;
 using namespace osup::fleet;
@@ -61,7 +62,8 @@ TEST_CASE("etcd client: a lease ends and takes its keys; keepalive extends it", 
   c.revoke(kept);  // twice is fine
 }
 
-TEST_CASE("etcd client: fails over to the next member, one line when none answers", "[integration]") {
+TEST_CASE("etcd client: fails over to the next member, one line when none answers",
+          "[integration]") {
   test::EtcdCluster etcd(3);
   EtcdClient c({etcd.endpoints(), {}});
   c.put("/f/x", "1");
@@ -69,8 +71,8 @@ TEST_CASE("etcd client: fails over to the next member, one line when none answer
   c.put("/f/y", "2");  // member 0 is passed over
   CHECK(c.get("/f/x")->value == "1");
   EtcdClient none({{"http://127.0.0.1:" + std::to_string(test::closed_port())}, {}});
-  CHECK_THROWS_WITH(none.put("/f/z", "3"), Contains("etcd unreachable") &&
-                                               Contains("is etcd running at the endpoints"));
+  CHECK_THROWS_WITH(none.put("/f/z", "3"),
+                    Contains("etcd unreachable") && Contains("is etcd running at the endpoints"));
   CHECK_THROWS_WITH(EtcdClient({{}, {}}), Contains("no endpoints"));
 }
 

@@ -16,7 +16,8 @@ using namespace osup;
 using namespace osup::fleet;
 using Catch::Matchers::Contains;
 
-TEST_CASE("etcd all down: a machine waits and retries, never goes on without a slot", "[integration]") {
+TEST_CASE("etcd all down: a machine waits and retries, never goes on without a slot",
+          "[integration]") {
   test::EtcdCluster etcd(1);
   EtcdClient c({etcd.endpoints(), {}});
   EtcdRebootSlots slots(c, 60);
@@ -56,7 +57,8 @@ TEST_CASE("etcd down at boot: mark-good's fleet step warns and never blocks", "[
   save_trial(state.path(), {"2.0.0", "g", {}});
   etcd.kill(0);
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string warn = after_boot_judged(true, conf, state.path(), "m1", [] { return "2.0.0"; });
+  const std::string warn =
+      after_boot_judged(true, conf, state.path(), "m1", [] { return "2.0.0"; });
   CHECK_THAT(warn, Contains("its lease frees the slot"));
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20));
   CHECK(load_trial(state.path()));  // kept: the next mark-good tries again

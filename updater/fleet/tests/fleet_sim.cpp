@@ -54,8 +54,8 @@ std::string pick_version(const SimOptions& o, const std::string& id, HealthThres
 void machine(Shared& s, int n) {
   const SimOptions& o = s.o;
   const std::string id = "machine-" + std::to_string(n);
-  std::this_thread::sleep_for(std::chrono::duration<double>(
-      o.start_spread_s * static_cast<double>(n % 997) / 997.0));
+  std::this_thread::sleep_for(
+      std::chrono::duration<double>(o.start_spread_s * static_cast<double>(n % 997) / 997.0));
   EtcdClient etcd({o.endpoints, {}});
   EtcdRebootSlots slots(etcd, o.lease_ttl_s);
   RolloutHealth health(etcd, o.group);

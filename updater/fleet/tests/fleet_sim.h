@@ -25,7 +25,7 @@ struct SimOptions {
   double fail_s = 0.05;       // a boot that fails its health check says so sooner
   std::set<int> fail_starts;  // machines whose start (0 = first) fails its health check
   HealthThreshold threshold;
-  std::string channel_url;    // serves index.json; "" = release "2.0.0" without a channel
+  std::string channel_url;  // serves index.json; "" = release "2.0.0" without a channel
   WaitPolicy wait{0.2, 2, 600};
   int64_t lease_ttl_s = 60;
   double start_spread_s = 0;  // machines start spread over this long (timers are not in step)

@@ -38,7 +38,8 @@ void write_channel(const std::string& dir, std::optional<int> halt_after_failure
 
 }  // namespace
 
-TEST_CASE("fleet simulation: 1000 machines, 10 reboot slots, never more than 10 at once", "[fleet]") {
+TEST_CASE("fleet simulation: 1000 machines, 10 reboot slots, never more than 10 at once",
+          "[fleet]") {
   test::EtcdCluster etcd(1);
   test::TempDir channel;
   write_channel(channel.path(), 3);
@@ -60,11 +61,12 @@ TEST_CASE("fleet simulation: 1000 machines, 10 reboot slots, never more than 10 
   CHECK(h.max_trying <= 10);
   CHECK(h.max_trying >= 5);  // the slots were used, not one machine at a time
   CHECK(h.trying_puts == 1000);
-  std::printf("fleet simulation: %d machines, %d slots: all done in %.1f s; longest wait for a slot "
-              "%.1f s; at most %d slots held and %d machines rebooting at once (from %zu etcd "
-              "history events); %llu etcd requests, %.0f/s\n",
-              o.machines, o.slots, r.total_s, r.longest_wait_s, h.max_held, h.max_trying, h.events,
-              static_cast<unsigned long long>(r.requests), static_cast<double>(r.requests) / r.total_s);
+  std::printf(
+      "fleet simulation: %d machines, %d slots: all done in %.1f s; longest wait for a slot "
+      "%.1f s; at most %d slots held and %d machines rebooting at once (from %zu etcd "
+      "history events); %llu etcd requests, %.0f/s\n",
+      o.machines, o.slots, r.total_s, r.longest_wait_s, h.max_held, h.max_trying, h.events,
+      static_cast<unsigned long long>(r.requests), static_cast<double>(r.requests) / r.total_s);
 }
 
 TEST_CASE("fleet simulation: a bad release (3 of the first 10 fail) halts its rollout", "[fleet]") {

@@ -40,9 +40,11 @@ TEST_CASE("update.conf: fleet keys, and unclear settings refused naming the line
                     Contains("u.conf line 1: fleet_slots must be a whole number 1-10000"));
   CHECK_THROWS_WITH(parse_update_config("fleet_lease_ttl = 5s\n", "u.conf"),
                     Contains("fleet_lease_ttl (seconds) must be a whole number"));
-  CHECK_THROWS_WITH(parse_update_config("fleet_group = a/b\n", "u.conf"), Contains("fleet_group must be"));
+  CHECK_THROWS_WITH(parse_update_config("fleet_group = a/b\n", "u.conf"),
+                    Contains("fleet_group must be"));
   CHECK_THROWS_WITH(
-      parse_update_config("fleet = etcd\nfleet_endpoints = http://e:2379\netcd_cert = /c\n", "u.conf"),
+      parse_update_config("fleet = etcd\nfleet_endpoints = http://e:2379\netcd_cert = /c\n",
+                          "u.conf"),
       Contains("etcd_cert and etcd_key go together"));
   CHECK_THROWS_WITH(
       parse_update_config("fleet = fleetlock\nfleet_endpoints = http://a/, http://b/\n", "u.conf"),
@@ -66,7 +68,8 @@ TEST_CASE("halt threshold: a count or a share of the machines that started", "[u
   CHECK(over_threshold(t, {}).empty());  // no threshold: never halts
 }
 
-TEST_CASE("channel index: halt fields round-trip, are validated, unknown fields refused", "[unit]") {
+TEST_CASE("channel index: halt fields round-trip, are validated, unknown fields refused",
+          "[unit]") {
   ChannelIndex idx;
   idx.channel = "stable";
   idx.serial = 1;

@@ -1,11 +1,12 @@
 // The FleetLock client against a small protocol server of the tests' own.
+#include "updater/fleet/fleetlock.h"
+
 #include <catch2/catch.hpp>
 
 #include "base/error.h"
 #include "tests/support/fleetlock_server.h"
 #include "tests/support/nginx_server.h"
 #include "updater/fleet/fleet_member.h"
-#include "updater/fleet/fleetlock.h"
 
 using namespace osup;
 using namespace osup::fleet;

@@ -66,7 +66,8 @@ TEST_CASE("etcd reboot slots: a killed holder's slot frees when its lease ends",
   CHECK_FALSE(slots.try_acquire({"h", "late", 1}).held);
 }
 
-TEST_CASE("rollout health: failures past the threshold halt the release, with a reason", "[integration]") {
+TEST_CASE("rollout health: failures past the threshold halt the release, with a reason",
+          "[integration]") {
   test::EtcdCluster etcd(1);
   EtcdClient c({etcd.endpoints(), {}});
   RolloutHealth health(c, "g");
@@ -79,9 +80,10 @@ TEST_CASE("rollout health: failures past the threshold halt the release, with a 
   CHECK(health.start("2.0.0", "m6"));
   health.record_failure("2.0.0", "m4", three);
   const std::string why = health.refusal("2.0.0", three);
-  CHECK_THAT(why, Contains("not starting 2.0.0: its rollout in group g is halted: 3 of 6 machines"));
+  CHECK_THAT(why,
+             Contains("not starting 2.0.0: its rollout in group g is halted: 3 of 6 machines"));
   CHECK(why.find('\n') == std::string::npos);
-  CHECK_FALSE(health.start("2.0.0", "m7"));  // the halt is enforced in the transaction
+  CHECK_FALSE(health.start("2.0.0", "m7"));       // the halt is enforced in the transaction
   CHECK(health.refusal("2.0.1", three).empty());  // another release is not affected
   // A halt stays even when the threshold read later is looser.
   CHECK_THAT(health.refusal("2.0.0", {}), Contains("halted"));
