@@ -327,9 +327,15 @@ int cmd_mark(const Globals& g, const std::vector<std::string>& args, bool good) 
   else
     s.boot->mark_bad(slot);
   std::printf("slot %s marked %s\n", layout::slot_name(slot).c_str(), good ? "good" : "bad");
-  const std::string warn = fleet::after_boot_judged(
-      good, read_update_config(kUpdateConfigPath).fleet, "/var/lib/osup", read_machine_id(),
-      [&] { return verified_slot_manifest(s.disk, slot, load_trust(g)).version; });
+  std::string warn;  // the fleet's part never fails the mark (a boot must not wait on it)
+  try {              // offline (--disk) there is no fleet: the image is not the machine's own boot
+    if (!s.disk.offline)
+      warn = fleet::after_boot_judged(
+          good, read_update_config(kUpdateConfigPath).fleet, "/var/lib/osup", read_machine_id(),
+          [&] { return verified_slot_manifest(s.disk, slot, load_trust(g)).version; });
+  } catch (const Error& e) {
+    warn = std::string("fleet: ") + e.what();
+  }
   if (!warn.empty()) std::fprintf(stderr, "osup: %s\n", warn.c_str());
   return 0;
 }
