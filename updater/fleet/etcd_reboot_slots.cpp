@@ -56,10 +56,14 @@ SlotAnswer EtcdRebootSlots::try_acquire(const SlotRequest& r) {
 void EtcdRebootSlots::release(const SlotRequest& r) {
   for (const EtcdKv& kv : etcd_.range_prefix(slots_prefix(r.group))) {
     if (kv.value != r.machine) continue;
-    // Only while it is still ours: an expired slot may have a new holder by now.
-    (void)etcd_.txn({{EtcdCompare::What::value_equals, kv.key, r.machine}},
-                    {{true, kv.key, "", 0}});
-    if (kv.lease) etcd_.revoke(kv.lease);
+    // Revoking the lease deletes the key with it, in one request. Only this machine's own
+    // lease: had it expired and the slot gone to another machine, that key has the other
+    // machine's lease and value, and this loop does not see it as ours.
+    if (kv.lease)
+      etcd_.revoke(kv.lease);
+    else
+      (void)etcd_.txn({{EtcdCompare::What::value_equals, kv.key, r.machine}},
+                      {{true, kv.key, "", 0}});
   }
 }
 

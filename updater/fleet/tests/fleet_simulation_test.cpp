@@ -51,6 +51,7 @@ TEST_CASE("fleet simulation: 1000 machines, 10 reboot slots, never more than 10 
   o.slots = 10;
   o.boot_s = 0.2;
   o.start_spread_s = 2;
+  o.wait = {0.2, 5, 600};  // 990 waiters polling every few seconds find a freed slot at once
   const sim::SimResult r = sim::run_fleet(o);
   for (size_t i = 0; i < std::min<size_t>(r.errors.size(), 5); ++i) UNSCOPED_INFO(r.errors[i]);
   CHECK(r.errors.empty());
