@@ -81,6 +81,7 @@ std::string EtcdCluster::endpoint(int i) const {
 
 std::vector<std::string> EtcdCluster::endpoints() const {
   std::vector<std::string> out;
+  out.reserve(members_.size());
   for (int i = 0; i < size(); ++i) out.push_back(endpoint(i));
   return out;
 }
@@ -109,6 +110,7 @@ void EtcdCluster::spawn(size_t i) {
                                    "zap",         "--log-level",
                                    "warn"};
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   posix_spawn_file_actions_t fa;
