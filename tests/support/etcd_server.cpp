@@ -57,12 +57,31 @@ std::string tail_of(const std::string& path) {
   return last_line(s.str());
 }
 
+// A certificate signed by the test CA in dir: server (for 127.0.0.1) or client.
+void make_cert(const std::string& dir, const std::string& name, bool server) {
+  run_checked({"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+               "-nodes", "-keyout", dir + "/" + name + ".key", "-out", dir + "/" + name + ".csr",
+               "-subj", "/CN=" + name});
+  std::ofstream(dir + "/" + name + ".ext")
+      << (server ? "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+                 : "extendedKeyUsage=clientAuth\n")
+      << "basicConstraints=CA:FALSE\n";
+  run_checked({"openssl", "x509", "-req", "-in", dir + "/" + name + ".csr", "-CA", dir + "/ca.pem",
+               "-CAkey", dir + "/ca.key", "-CAcreateserial", "-days", "2", "-out",
+               dir + "/" + name + ".pem", "-extfile", dir + "/" + name + ".ext"});
+}
+
 }  // namespace
 
-EtcdCluster::EtcdCluster(int members) : dir_(scratch_parent(), "osup-etcd-") {
+EtcdCluster::EtcdCluster(int members, bool tls) : dir_(scratch_parent(), "osup-etcd-"), tls_(tls) {
   if (!fs::exists(kEtcd)) fail("/usr/bin/etcd not found; install the Debian package etcd-server");
+  if (tls_) {
+    make_test_ca(dir_ / "tls", "osup-etcd-test-ca");
+    make_cert(dir_ / "tls", "server", true);
+    make_cert(dir_ / "tls", "client", false);
+  }
   for (int i = 0; i < members; ++i)
-    members_.push_back({"m" + std::to_string(i), closed_port(), closed_port(), -1});
+    members_.push_back({"m" + std::to_string(i), closed_port(), closed_port(), closed_port(), -1});
   for (size_t i = 0; i < members_.size(); ++i) spawn(i);
   for (size_t i = 0; i < members_.size(); ++i) wait_healthy(i, 20);
 }
@@ -76,7 +95,12 @@ EtcdCluster::~EtcdCluster() {
 }
 
 std::string EtcdCluster::endpoint(int i) const {
-  return "http://127.0.0.1:" + std::to_string(members_[static_cast<size_t>(i)].client_port);
+  return std::string(tls_ ? "https" : "http") +
+         "://127.0.0.1:" + std::to_string(members_[static_cast<size_t>(i)].client_port);
+}
+
+EtcdTls EtcdCluster::tls() const {
+  return {dir_ / "tls/ca.pem", dir_ / "tls/client.pem", dir_ / "tls/client.key"};
 }
 
 std::vector<std::string> EtcdCluster::endpoints() const {
@@ -92,7 +116,9 @@ void EtcdCluster::spawn(size_t i) {
   for (const Member& o : members_)
     cluster +=
         (cluster.empty() ? "" : ",") + o.name + "=http://127.0.0.1:" + std::to_string(o.peer_port);
-  const std::string client = "http://127.0.0.1:" + std::to_string(m.client_port);
+  const std::string client =
+      std::string(tls_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(m.client_port);
+  const std::string health = "http://127.0.0.1:" + std::to_string(m.health_port);
   const std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
   // Short heartbeats and elections: a killed leader is replaced in about a second.
   std::vector<std::string> args = {kEtcd,         "--name",
@@ -109,6 +135,10 @@ void EtcdCluster::spawn(size_t i) {
                                    "500",         "--logger",
                                    "zap",         "--log-level",
                                    "warn"};
+  if (tls_)  // the plain listener only answers /health for wait_healthy()
+    args.insert(args.end(), {"--cert-file", dir_ / "tls/server.pem", "--key-file",
+                             dir_ / "tls/server.key", "--trusted-ca-file", dir_ / "tls/ca.pem",
+                             "--client-cert-auth", "--listen-metrics-urls", health});
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
   for (std::string& a : args) argv.push_back(a.data());
@@ -127,7 +157,7 @@ void EtcdCluster::wait_healthy(size_t i, double seconds) {
   Member& m = members_[i];
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < end) {
-    if (healthy(m.client_port)) return;
+    if (healthy(tls_ ? m.health_port : m.client_port)) return;
     int status = 0;
     if (::waitpid(m.pid, &status, WNOHANG) == m.pid) {
       m.pid = -1;

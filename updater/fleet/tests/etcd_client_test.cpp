@@ -82,3 +82,24 @@ TEST_CASE("etcd client: a server that is not etcd is named", "[integration]") {
   EtcdClient c({{nginx.url("")}, {}});
   CHECK_THROWS_WITH(c.put("/a", "b"), Contains("is this an etcd v3 endpoint?"));
 }
+
+TEST_CASE("etcd client: TLS with a client certificate, as update.conf's etcd_* keys set it",
+          "[integration]") {
+  test::EtcdCluster etcd(1, true);
+  const test::EtcdTls t = etcd.tls();
+  HttpOptions h;
+  h.ca_file = t.ca;
+  h.client_cert = t.client_cert;
+  h.client_key = t.client_key;
+  EtcdClient c({etcd.endpoints(), h});
+  CHECK(etcd.endpoint(0).rfind("https://", 0) == 0);
+  c.put("/tls/a", "1");
+  CHECK(c.get("/tls/a")->value == "1");
+
+  HttpOptions no_cert;  // the server wants a client certificate
+  no_cert.ca_file = t.ca;
+  EtcdClient anonymous({etcd.endpoints(), no_cert});
+  CHECK_THROWS(anonymous.put("/tls/b", "2"));
+  EtcdClient untrusting({etcd.endpoints(), {}});  // the system's CAs do not know the test CA
+  CHECK_THROWS_WITH(untrusting.put("/tls/b", "2"), Contains("TLS certificate not trusted"));
+}
