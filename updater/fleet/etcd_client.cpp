@@ -104,8 +104,12 @@ std::string EtcdClient::call(const std::string& path, const std::string& body) {
     std::string url = o_.endpoints[i];
     while (!url.empty() && url.back() == '/') url.pop_back();
     ++requests_;
+    // What a retry cannot fix (TLS trust, a bad certificate file) is thrown at once.
     const HttpPostResult r =
-        http_post_once(url + path, body, {"Content-Type: application/json"}, 16u << 20, o_.http);
+        with_context("etcd (etcd_ca, etcd_cert, etcd_key in update.conf)", [&] {
+          return http_post_once(url + path, body, {"Content-Type: application/json"}, 16u << 20,
+                                o_.http);
+        });
     if (r.ok) {
       preferred_.store(i);
       return r.body;
