@@ -57,13 +57,16 @@ std::string tail_of(const std::string& path) {
   return last_line(s.str());
 }
 
-// A certificate signed by the test CA in dir: server (for 127.0.0.1) or client.
+// A certificate signed by the test CA in dir: server (for 127.0.0.1) or client. The
+// server's may act as a client too: etcd's JSON gateway dials its own gRPC port with it
+// (without clientAuth every gateway request is a 503).
 void make_cert(const std::string& dir, const std::string& name, bool server) {
   run_checked({"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                "-nodes", "-keyout", dir + "/" + name + ".key", "-out", dir + "/" + name + ".csr",
                "-subj", "/CN=" + name});
   std::ofstream(dir + "/" + name + ".ext")
-      << (server ? "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+      << (server ? "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,"
+                   "clientAuth\n"
                  : "extendedKeyUsage=clientAuth\n")
       << "basicConstraints=CA:FALSE\n";
   run_checked({"openssl", "x509", "-req", "-in", dir + "/" + name + ".csr", "-CA", dir + "/ca.pem",
