@@ -210,6 +210,7 @@ int cmd_update(const Globals& g, const std::vector<std::string>& args) {
     if (keeper) fleet::abandon_trial(*fl, o.state_dir);
     throw;
   }
+  if (fl && out.installed) fleet::note_installed(o.state_dir);
   if (!out.refused.empty() && !json_out) std::printf("%s\n", out.refused.c_str());
   if (json_out) {
     std::printf("%s\n", update_json(out).dump(2).c_str());

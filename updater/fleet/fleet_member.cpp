@@ -97,7 +97,8 @@ void save_trial(const std::string& state_dir, const FleetTrial& t) {
   const json j{{"version", t.version},
                {"group", t.group},
                {"halt_after_failures", opt(t.threshold.halt_after_failures)},
-               {"halt_failure_percent", opt(t.threshold.halt_failure_percent)}};
+               {"halt_failure_percent", opt(t.threshold.halt_failure_percent)},
+               {"installed", t.installed}};
   atomic_write_file(trial_path(state_dir), j.dump(2) + "\n");
 }
 
@@ -108,7 +109,8 @@ std::optional<FleetTrial> load_trial(const std::string& state_dir) {
     const json j = json::parse(read_text_file(path));
     return FleetTrial{j.at("version").get<std::string>(),
                       j.at("group").get<std::string>(),
-                      {opt_int(j, "halt_after_failures"), opt_int(j, "halt_failure_percent")}};
+                      {opt_int(j, "halt_after_failures"), opt_int(j, "halt_failure_percent")},
+                      j.value("installed", false)};
   } catch (const json::exception& e) {
     fail(path + " is damaged (" + std::string(e.what()) + "); delete it to forget the trial");
   }

@@ -47,10 +47,13 @@ class FleetMember {
   WaitOutcome wait_out_;
 };
 
-// The release this machine is trying, kept across the reboot.
+// The release this machine is trying, kept across the reboot. installed: the new slot was
+// written and made the next boot (before that, being back on the old version is no
+// failure of the release).
 struct FleetTrial {
   std::string version, group;
   HealthThreshold threshold;
+  bool installed = false;
 };
 void save_trial(const std::string& state_dir, const FleetTrial& t);
 [[nodiscard]] std::optional<FleetTrial> load_trial(const std::string& state_dir);

@@ -70,16 +70,20 @@ void attach_update_hooks(UpdateOptions& o, Fleet& f, std::unique_ptr<SlotKeeper>
   };
   const std::string state_dir = o.state_dir;
   o.before_install = [&f, &keeper, state_dir](const ChannelRelease& r) {
-    // The trial is saved first: a crash from here on leaves a record mark-good can close.
-    save_trial(state_dir, FleetTrial{r.version, f.config.group, threshold_of(r)});
     std::string why = f.member->begin(r.version);
-    if (!why.empty()) {
-      clear_trial(state_dir);
-      return why;
-    }
+    if (!why.empty()) return why;
+    // From here a slot is held: mark-good, after the reboot (or a crash), closes the trial.
+    save_trial(state_dir, FleetTrial{r.version, f.config.group, threshold_of(r)});
     keeper = std::make_unique<SlotKeeper>(*f.slots, f.member->who(), f.config.lease_ttl_s);
     return std::string();
   };
+}
+
+void note_installed(const std::string& state_dir) {
+  std::optional<FleetTrial> t = load_trial(state_dir);
+  if (!t) return;
+  t->installed = true;
+  save_trial(state_dir, *t);
 }
 
 void abandon_trial(Fleet& f, const std::string& state_dir) {
@@ -106,12 +110,16 @@ std::string after_boot_judged(bool good, const FleetConfig& c, const std::string
       clear_trial(state_dir);
       return "";
     }
-    // Good on the version tried: it worked. Good on another version: the loader went back
-    // to the old slot by itself. Bad: the trial boot failed its health checks.
-    if (good && running_version() == trial->version)
+    // On the version tried: good or bad as judged. On another version after the install:
+    // the loader went back to the old slot by itself. Before the install finished (a
+    // crash or an error): the release was never tried; the slot is just given back.
+    const std::string running = running_version();
+    if (running == trial->version && good)
       f->member->end_good(trial->version);
-    else
+    else if (running == trial->version || trial->installed)
       f->member->end_rolled_back(trial->version, trial->threshold);
+    else
+      abandon_trial(*f, state_dir);
     clear_trial(state_dir);
     return "";
   } catch (const Error& e) {

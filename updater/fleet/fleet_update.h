@@ -50,6 +50,9 @@ class SlotKeeper {
 // install begins. keeper receives the SlotKeeper started once a slot is held.
 void attach_update_hooks(UpdateOptions& o, Fleet& f, std::unique_ptr<SlotKeeper>& keeper);
 
+// The new slot is written and is the next boot: the trial counts from now on.
+void note_installed(const std::string& state_dir);
+
 // The update stopped after the slot was taken (an install error): give the slot back,
 // forget the trial. Never throws (the lease frees the slot anyway).
 void abandon_trial(Fleet& f, const std::string& state_dir);

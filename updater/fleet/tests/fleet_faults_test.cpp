@@ -54,7 +54,7 @@ TEST_CASE("etcd down at boot: mark-good's fleet step warns and never blocks", "[
   conf.backend = FleetConfig::Backend::etcd;
   conf.endpoints = etcd.endpoints();
   conf.group = "g";
-  save_trial(state.path(), {"2.0.0", "g", {}});
+  save_trial(state.path(), {"2.0.0", "g", {}, true});
   etcd.kill(0);
   const auto t0 = std::chrono::steady_clock::now();
   const std::string warn =
@@ -72,6 +72,13 @@ TEST_CASE("etcd down at boot: mark-good's fleet step warns and never blocks", "[
   CHECK_FALSE(load_trial(state.path()));
   CHECK(slots.holders("g").empty());
   CHECK(RolloutHealth(c, "g").tally("2.0.0").rolled_back == 1);
+
+  // A trial whose install never finished is no failure: the slot is given back only.
+  REQUIRE(slots.try_acquire({"g", "m1", 1}).held);
+  save_trial(state.path(), {"2.0.1", "g", {}, false});
+  CHECK(after_boot_judged(true, conf, state.path(), "m1", [] { return "1.0.0"; }).empty());
+  CHECK(slots.holders("g").empty());
+  CHECK(RolloutHealth(c, "g").tally("2.0.1").rolled_back == 0);
 }
 
 TEST_CASE("one etcd member of three killed mid-rollout: the fleet goes on", "[integration]") {

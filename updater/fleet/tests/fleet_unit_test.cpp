@@ -151,6 +151,7 @@ TEST_CASE("fleet trial file: saved across the reboot, damaged one named", "[unit
   CHECK(t->version == "2.0.0");
   CHECK(t->threshold.halt_after_failures == 3);
   CHECK_FALSE(t->threshold.halt_failure_percent);
+  CHECK_FALSE(t->installed);
   clear_trial(d.path());
   CHECK_FALSE(load_trial(d.path()));
 }

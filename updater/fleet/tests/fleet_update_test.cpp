@@ -82,6 +82,7 @@ TEST_CASE("osup update in a fleet: a reboot slot before the new slot is written"
   REQUIRE(trial);
   CHECK(trial->version == "2.0.0");
   CHECK(trial->threshold.halt_after_failures == 2);  // from the channel
+  CHECK(trial->installed);
 }
 
 TEST_CASE("osup update in a fleet: a halted release is not downloaded, and says why",
