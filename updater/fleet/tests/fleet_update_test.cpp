@@ -83,6 +83,19 @@ TEST_CASE("osup update in a fleet: a reboot slot before the new slot is written"
   CHECK(trial->version == "2.0.0");
   CHECK(trial->threshold.halt_after_failures == 2);  // from the channel
   CHECK(trial->installed);
+
+  // What `osup fleet status` shows for it, in words and in JSON.
+  RunResult st = run({test::osup_exe(), "fleet", "status", "--config", ch.conf});
+  INFO(st.err);
+  REQUIRE(st.exit_code == 0);
+  CHECK_THAT(st.out, Contains("group lab: 1 of 1 reboot slots held (" + std::string(kMachine)) &&
+                         Contains("2.0.0") && Contains("1 trying"));
+  st = run({test::osup_exe(), "fleet", "status", "--json", "--config", ch.conf});
+  REQUIRE(st.exit_code == 0);
+  CHECK(nlohmann::json::parse(st.out)["releases"]["2.0.0"]["trying"] == 1);
+  st = run({test::osup_exe(), "fleet", "stats"});
+  CHECK(st.exit_code != 0);
+  CHECK_THAT(st.err, Contains("osup fleet wants a subcommand: osup fleet status"));
 }
 
 TEST_CASE("osup update in a fleet: a halted release is not downloaded, and says why",
