@@ -40,6 +40,7 @@ constexpr const char* kUsage =
     "  flash IMAGE DEVICE [--yes] [--progress auto|bar|json|none]\n"
     "      write IMAGE's data extents to DEVICE, then read back and compare\n"
     "  publish BUNDLE --channel DIR --key KEY.pem [--deltas-from N] [--rollout PERCENT]\n"
+    "          [--halt-after-failures N] [--halt-failure-percent P]\n"
     "          [--channel-name NAME] [--expires-in DAYS] [--json]\n"
     "      add a release to a channel directory for any static HTTP server: the bundle,\n"
     "      deltas from the last N (2) releases, and a new signed index.json\n"
@@ -139,7 +140,9 @@ double ratio_percent(uint64_t part, uint64_t whole) {
 int cmd_publish(const std::vector<std::string>& args) {
   const std::string usage = "osup-build publish BUNDLE --channel DIR --key KEY.pem";
   CliArgs a("osup-build publish", args,
-            {"channel", "key", "deltas-from", "rollout", "channel-name", "expires-in"}, {"json"});
+            {"channel", "key", "deltas-from", "rollout", "channel-name", "expires-in",
+             "halt-after-failures", "halt-failure-percent"},
+            {"json"});
   a.expect_positionals(1, 1, usage);
   build::PublishOptions o;
   o.bundle = a.positionals()[0];
@@ -150,6 +153,12 @@ int cmd_publish(const std::vector<std::string>& args) {
   o.expires_in_days =
       static_cast<uint64_t>(parse_count(a.value("expires-in"), 30, "--expires-in", 3650));
   o.channel_name = a.value_or("channel-name", "stable");
+  if (a.value("halt-after-failures"))
+    o.halt_after_failures =
+        parse_count(a.value("halt-after-failures"), 0, "--halt-after-failures", 1000000);
+  if (a.value("halt-failure-percent"))
+    o.halt_failure_percent =
+        parse_count(a.value("halt-failure-percent"), 0, "--halt-failure-percent", 100);
   const build::PublishResult r = build::publish(o);
   const uint64_t full = r.release.bundle.size;
   if (a.flag("json")) {

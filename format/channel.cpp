@@ -72,6 +72,8 @@ ChannelRelease parse_release(const json& j, const std::string& prefix) {
   r.created = f.u64("created");
   r.root_hash = f.sha256_hex("root_hash");
   r.rollout_percent = f.small_int("rollout_percent");
+  if (f.has("halt_after_failures")) r.halt_after_failures = f.small_int("halt_after_failures");
+  if (f.has("halt_failure_percent")) r.halt_failure_percent = f.small_int("halt_failure_percent");
   r.bundle = parse_file(f.get("bundle"), f.name("bundle"));
   const json& ds = f.get("deltas");
   if (!ds.is_array()) field_error(f.name("deltas"), "must be an array");
@@ -105,6 +107,10 @@ void ChannelIndex::validate() const {
     check_hex(f + ".root_hash", r.root_hash);
     if (r.rollout_percent < 0 || r.rollout_percent > 100)
       field_error(f + ".rollout_percent", "must be 0-100");
+    if (r.halt_after_failures && (*r.halt_after_failures < 1 || *r.halt_after_failures > 1000000))
+      field_error(f + ".halt_after_failures", "must be 1 or more");
+    if (r.halt_failure_percent && (*r.halt_failure_percent < 1 || *r.halt_failure_percent > 100))
+      field_error(f + ".halt_failure_percent", "must be 1-100");
     validate_file(f + ".bundle", r.bundle);
     for (size_t k = 0; k < r.deltas.size(); ++k) {
       const ChannelDelta& d = r.deltas[k];
@@ -139,6 +145,8 @@ std::string ChannelIndex::to_json() const {
                   {"rollout_percent", r.rollout_percent},
                   {"bundle", file_json(r.bundle)},
                   {"deltas", ds}});
+    if (r.halt_after_failures) rs.back()["halt_after_failures"] = *r.halt_after_failures;
+    if (r.halt_failure_percent) rs.back()["halt_failure_percent"] = *r.halt_failure_percent;
   }
   json j{{"format", format},
          {"channel", channel},

@@ -32,6 +32,9 @@ struct ChannelRelease {
   uint64_t created = 0;
   std::string root_hash;      // verity root hash of the release's root (from its manifest)
   int rollout_percent = 100;  // 0-100: the share of machines offered this release
+  // Fleets (docs/fleet.md): machines stop starting this release once this many of them
+  // rolled back, or once this share (1-100 %) of those that started it did. Unset: no limit.
+  std::optional<int> halt_after_failures, halt_failure_percent;
   ChannelFile bundle;
   std::vector<ChannelDelta> deltas;
   bool operator==(const ChannelRelease&) const = default;

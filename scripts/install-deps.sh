@@ -19,6 +19,8 @@ packages=(
   sbsigntool efitools
   # network updates: a real HTTP(S) server for the channel tests, casync for bench/delta
   nginx-light openssl casync
+  # fleets: a real etcd (v3 JSON gateway) for the reboot-slot and rollout-health tests
+  etcd-server
   # oracles used by tests
   cryptsetup-bin systemd-container grub-common u-boot-tools
   # booting images

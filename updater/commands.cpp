@@ -19,6 +19,8 @@
 #include "format/verity.h"
 #include "updater/bundle_source.h"
 #include "updater/delta_install.h"
+#include "updater/fleet/fleet_status.h"
+#include "updater/fleet/fleet_update.h"
 #include "updater/install.h"
 #include "updater/lock.h"
 #include "updater/rollback.h"
@@ -48,6 +50,8 @@ constexpr const char* kUsage =
     "         [--state-dir DIR] [--cache-dir DIR] [--config FILE] [--machine-id ID]\n"
     "                                        install the newest release of the channel in\n"
     "                                        /etc/osup/update.conf (a delta when it has one)\n"
+    "  fleet status [--json] [--config FILE] per release: machines waiting, trying, good,\n"
+    "                                        rolled back; reboot slot holders (docs/fleet.md)\n"
     "\n"
     "global options:\n"
     "  --disk PATH        work offline on a disk image file or unmounted device\n"
@@ -152,6 +156,7 @@ json update_json(const UpdateOutcome& out) {
     j["full_bytes"] = p.release->bundle.size;
   }
   if (!out.fallback.empty()) j["delta_failed"] = out.fallback;
+  if (!out.refused.empty()) j["refused"] = out.refused;
   if (out.install) {
     j["slot"] = layout::slot_name(out.install->slot);
     j["stream_seconds"] = out.install->stream_seconds;
@@ -191,8 +196,22 @@ int cmd_update(const Globals& g, const std::vector<std::string>& args) {
   if (!o.check_only) lock.emplace(s.disk.path, "update", g.lock_wait);
   sig::TrustStore trust = load_trust(g);
   const bool json_out = a.flag("json");
-  UpdateOutcome out =
-      run_update(s.disk, *s.boot, trust, o, [&](const UpdatePlan& p) { print_plan(p, json_out); });
+  const auto say = [](const std::string& line) {
+    std::fprintf(stderr, "osup: %s\n", line.c_str());
+  };
+  const std::unique_ptr<fleet::Fleet> fl = fleet::join_fleet(conf.fleet, o.machine_id, say);
+  std::unique_ptr<fleet::SlotKeeper> keeper;  // keeps a held slot's lease alive until exit
+  if (fl) fleet::attach_update_hooks(o, *fl, keeper);
+  UpdateOutcome out;
+  try {
+    out = run_update(s.disk, *s.boot, trust, o,
+                     [&](const UpdatePlan& p) { print_plan(p, json_out); });
+  } catch (const Error&) {
+    if (keeper) fleet::abandon_trial(*fl, o.state_dir);
+    throw;
+  }
+  if (fl && out.installed) fleet::note_installed(o.state_dir);
+  if (!out.refused.empty() && !json_out) std::printf("%s\n", out.refused.c_str());
   if (json_out) {
     std::printf("%s\n", update_json(out).dump(2).c_str());
   } else if (out.installed) {
@@ -309,6 +328,16 @@ int cmd_mark(const Globals& g, const std::vector<std::string>& args, bool good) 
   else
     s.boot->mark_bad(slot);
   std::printf("slot %s marked %s\n", layout::slot_name(slot).c_str(), good ? "good" : "bad");
+  std::string warn;  // the fleet's part never fails the mark (a boot must not wait on it)
+  try {              // offline (--disk) there is no fleet: the image is not the machine's own boot
+    if (!s.disk.offline)
+      warn = fleet::after_boot_judged(
+          good, read_update_config(kUpdateConfigPath).fleet, "/var/lib/osup", read_machine_id(),
+          [&] { return verified_slot_manifest(s.disk, slot, load_trust(g)).version; });
+  } catch (const Error& e) {
+    warn = std::string("fleet: ") + e.what();
+  }
+  if (!warn.empty()) std::fprintf(stderr, "osup: %s\n", warn.c_str());
   return 0;
 }
 
@@ -395,6 +424,7 @@ int dispatch(const std::vector<std::string>& all) {
   if (cmd == "verify") return cmd_verify(g, args);
   if (cmd == "info") return cmd_info(g, args);
   if (cmd == "update") return cmd_update(g, args);
+  if (cmd == "fleet") return fleet::cmd_fleet(args, kUpdateConfigPath);
   std::fprintf(stderr, "osup: unknown command '%s'; run osup --help\n", cmd.c_str());
   return 2;
 }

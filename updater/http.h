@@ -9,9 +9,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/byte_source.h"
 #include "base/progress.h"
@@ -23,7 +25,9 @@ struct HttpOptions {
   int max_attempts = 6;          // per transfer; an attempt that moved forward resets the count
   double first_backoff_s = 0.5;  // doubles after each failed attempt, capped at 30 s
   long connect_timeout_s = 20;
-  long low_speed_time_s = 60;  // a transfer under 1 byte/s this long is cut, then retried
+  long low_speed_time_s = 60;           // a transfer under 1 byte/s this long is cut, then retried
+  long timeout_s = 0;                   // a whole transfer at most this long (0: no limit)
+  std::string client_cert, client_key;  // TLS client certificate (PEM), for etcd
 };
 
 // http:// or https:// (case-insensitive scheme).
@@ -31,6 +35,24 @@ struct HttpOptions {
 
 // The whole body of a small document; more than max_bytes is an error (no retry).
 [[nodiscard]] std::string http_get(const std::string& url, size_t max_bytes, const HttpOptions& o);
+
+// One POST of a small document (at most max_bytes back), no retry: the caller (etcd's
+// failover, FleetLock's wait) decides. `headers` are whole lines ("Content-Type: ...").
+struct HttpPostResult {
+  bool ok = false;    // a 2xx status
+  long status = 0;    // 0 when no response came (refused, timed out, reset)
+  std::string body;   // the 2xx body, or the start of the error body
+  std::string error;  // when !ok: one line naming the URL
+};
+[[nodiscard]] HttpPostResult http_post_once(const std::string& url, const std::string& body,
+                                            const std::vector<std::string>& headers,
+                                            size_t max_bytes, const HttpOptions& o);
+
+// A POST whose answer is a stream (etcd's watch): each piece of body goes to on_data
+// until it returns false, the server ends it, or the transfer fails (Error).
+void http_post_stream(const std::string& url, const std::string& body,
+                      const std::vector<std::string>& headers, const HttpOptions& o,
+                      const std::function<bool(std::string_view)>& on_data);
 
 // What a signed index says about a file.
 struct DownloadExpect {

@@ -62,6 +62,7 @@ struct Call {
   bool started = false, is_2xx = false;
   uint64_t received = 0;
   std::exception_ptr error;
+  std::string error_body;  // the start of a non-2xx body (etcd explains itself there)
 };
 
 void on_header_line(Call& c, std::string_view line) {
@@ -104,7 +105,10 @@ size_t body_cb(char* p, size_t size, size_t n, void* user) {
   Call& c = *static_cast<Call*>(user);
   try {
     if (!c.started) start(c);
-    if (!c.is_2xx) return size * n;  // an error page: dropped
+    if (!c.is_2xx) {  // an error page: only its start is kept
+      c.error_body.append(p, std::min(size * n, 512 - std::min<size_t>(512, c.error_body.size())));
+      return size * n;
+    }
     if (c.sink.cancelled()) fail("cancelled");
     c.sink.data(std::as_bytes(std::span(p, size * n)));
     c.received += size * n;
@@ -140,6 +144,9 @@ void set_options(CURL* c, const std::string& url, const HttpOptions& o) {
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, o.low_speed_time_s);
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+  if (o.timeout_s > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT, o.timeout_s);
+  if (!o.client_cert.empty()) curl_easy_setopt(c, CURLOPT_SSLCERT, o.client_cert.c_str());
+  if (!o.client_key.empty()) curl_easy_setopt(c, CURLOPT_SSLKEY, o.client_key.c_str());
   if (!o.ca_file.empty()) {  // only this CA bundle, not the system's directory as well
     curl_easy_setopt(c, CURLOPT_CAINFO, o.ca_file.c_str());
     curl_easy_setopt(c, CURLOPT_CAPATH, nullptr);
@@ -221,14 +228,12 @@ std::string describe_status(long status) {
   return out;
 }
 
-Attempt get_once(const std::string& url, const HttpOptions& o, uint64_t from,
-                 const std::string& if_range, BodySink& sink) {
-  global_init();
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
-  if (!curl) fail("fetching " + url + ": cannot create a libcurl handle");
-  CURL* c = curl.get();
+namespace {
+
+// The callbacks and error buffer every attempt shares; returns libcurl's result.
+CURLcode perform(Call& call, const std::string& url, const HttpOptions& o, curl_slist* headers) {
+  CURL* c = call.curl;
   set_options(c, url, o);
-  Call call{sink, c};
   char errbuf[CURL_ERROR_SIZE] = {};
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
@@ -238,28 +243,84 @@ Attempt get_once(const std::string& url, const HttpOptions& o, uint64_t from,
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
   curl_easy_setopt(c, CURLOPT_XFERINFODATA, &call);
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  const CURLcode rc = curl_easy_perform(c);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
+  if (call.error) std::rethrow_exception(call.error);
+  if (rc == CURLE_OK && !call.started) start(call);  // a body of 0 bytes
+  if (rc != CURLE_OK && !(call.started && !call.is_2xx)) {
+    call.error_body = errbuf;  // handed to classify() below through the Call
+  }
+  return rc;
+}
+
+// One handle per thread for POSTs: libcurl keeps its connections, so a client that
+// talks to the same server often does not pay a TCP handshake each time.
+CURL* thread_post_handle() {
+  thread_local std::unique_ptr<CURL, CurlDeleter> h(curl_easy_init());
+  if (!h) fail("cannot create a libcurl handle");
+  curl_easy_reset(h.get());
+  return h.get();
+}
+
+}  // namespace
+
+Attempt get_once(const std::string& url, const HttpOptions& o, uint64_t from,
+                 const std::string& if_range, BodySink& sink) {
+  global_init();
+  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
+  if (!curl) fail("fetching " + url + ": cannot create a libcurl handle");
+  CURL* c = curl.get();
+  Call call{sink, c};
   const std::string range = std::to_string(from) + "-";
   if (from > 0) curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
   std::unique_ptr<curl_slist, CurlDeleter> headers;
-  if (from > 0 && !if_range.empty()) {
+  if (from > 0 && !if_range.empty())
     headers.reset(curl_slist_append(nullptr, ("If-Range: " + if_range).c_str()));
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
-  }
-
-  const CURLcode rc = curl_easy_perform(c);
-  if (call.error) std::rethrow_exception(call.error);
-  if (rc == CURLE_OK && !call.started) start(call);  // a body of 0 bytes
+  const CURLcode rc = perform(call, url, o, headers.get());
   if (call.started && !call.is_2xx) {
     std::string what = "fetching " + url + ": " + describe_status(call.resp.status);
     if (!retryable_status(call.resp.status)) fail(what);
     return {false, what, 0};
   }
   if (rc != CURLE_OK) {
-    Attempt a = classify(rc, c, url, o, errbuf);
+    Attempt a = classify(rc, c, url, o, call.error_body.c_str());
     a.received = call.received;
     return a;
   }
   return {true, "", call.received};
+}
+
+PostResult post_once(const std::string& url, const HttpOptions& o, const std::string& body,
+                     const std::vector<std::string>& headers, BodySink& sink) {
+  global_init();
+  CURL* c = thread_post_handle();
+  Call call{sink, c};
+  curl_slist* raw = nullptr;
+  for (const std::string& h : headers) {
+    curl_slist* next = curl_slist_append(raw, h.c_str());
+    if (!next) curl_slist_free_all(raw), fail("posting to " + url + ": out of memory");
+    raw = next;
+  }
+  std::unique_ptr<curl_slist, CurlDeleter> list(raw);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  const CURLcode rc = perform(call, url, o, list.get());
+  PostResult r;
+  if (call.started && !call.is_2xx) {
+    r.status = call.resp.status;
+    r.error_body = call.error_body;
+    r.attempt = {false, "posting to " + url + ": " + describe_status(call.resp.status), 0};
+    return r;
+  }
+  if (rc != CURLE_OK) {
+    r.attempt = classify(rc, c, url, o, call.error_body.c_str());
+    r.attempt.received = call.received;
+    return r;
+  }
+  r.status = call.resp.status;
+  r.attempt = {true, "", call.received};
+  return r;
 }
 
 void with_retries(const HttpOptions& o, const std::function<Attempt()>& attempt,

@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "updater/http.h"
 
@@ -46,6 +47,20 @@ struct Attempt {
 // trust, bad URL, the sink's own) are thrown; the others come back in Attempt.
 [[nodiscard]] Attempt get_once(const std::string& url, const HttpOptions& o, uint64_t from,
                                const std::string& if_range, BodySink& sink);
+
+// One POST of `body` with extra header lines ("Content-Type: application/json"). 2xx
+// bodies go to sink. A non-2xx status comes back as !ok with status and the start of the
+// server's body in error_body (the caller decides what is worth a retry); transport
+// failures come back as !ok with status 0. The connection is kept per thread, so a client
+// that posts often (etcd) reuses it.
+struct PostResult {
+  Attempt attempt;
+  long status = 0;
+  std::string error_body;
+};
+[[nodiscard]] PostResult post_once(const std::string& url, const HttpOptions& o,
+                                   const std::string& body, const std::vector<std::string>& headers,
+                                   BodySink& sink);
 
 // Calls attempt() until one is ok: up to o.max_attempts in a row that received nothing,
 // sleeping first_backoff_s, then twice that, ... (at most 30 s) in between. sleep(s)

@@ -104,12 +104,19 @@ UpdateOutcome run_update(OsupDisk& disk, BootControl& boot, const sig::TrustStor
   UpdateOutcome out;
   out.plan = make_plan(disk, boot, trust, o, running);
   announce(out.plan);
-  if (!out.plan.release || o.check_only) return out;
+  if (out.plan.release && o.check_release) out.refused = o.check_release(*out.plan.release);
+  if (!out.plan.release || o.check_only || !out.refused.empty()) return out;
 
   const ChannelRelease& r = *out.plan.release;
+  bool cleared = !o.before_install;
+  auto gate = [&] {  // the fleet's go-ahead, asked once, right before the first write
+    if (!cleared) out.refused = o.before_install(r), cleared = out.refused.empty();
+    return cleared;
+  };
   if (out.plan.delta) {
     try {
       const std::string file = fetch(o, out.plan.file, true);
+      if (!gate()) return out;
       out.install = install_delta(disk, boot, trust, {file, o.allow_downgrade, o.progress});
       fs::remove(file);
     } catch (const Error& e) {
@@ -124,6 +131,7 @@ UpdateOutcome run_update(OsupDisk& disk, BootControl& boot, const sig::TrustStor
   }
   if (!out.install) {
     const std::string file = fetch(o, r.bundle, false);
+    if (!gate()) return out;
     out.install = install_bundle(disk, boot, trust,
                                  InstallOptions{file, o.allow_downgrade, true, o.progress});
     fs::remove(file);

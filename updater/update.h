@@ -29,6 +29,11 @@ struct UpdateOptions {
   bool allow_downgrade = false;
   ProgressMode progress = ProgressMode::automatic;
   HttpOptions http;
+  // Fleets (updater/fleet/): check_release sees the chosen release before any download,
+  // before_install after the download, before the slot is written and made the next
+  // boot (a reboot slot is taken there). Each returns "" to go on, else why not; the
+  // update then stops with nothing installed.
+  std::function<std::string(const ChannelRelease&)> check_release, before_install;
 };
 
 struct UpdatePlan {
@@ -46,6 +51,7 @@ struct UpdateOutcome {
   bool installed = false;
   std::optional<InstallResult> install;
   std::string fallback;  // why the delta was not used, when it was tried and failed
+  std::string refused;   // why a fleet hook stopped the update
 };
 
 // `announce` sees the plan before any download starts.

@@ -69,6 +69,10 @@ std::optional<ChannelIndex> read_channel(const std::string& dir, const sig::Publ
 PublishResult publish(const PublishOptions& o) {
   if (o.rollout_percent < 0 || o.rollout_percent > 100)
     fail("--rollout wants a percentage 0-100, not " + std::to_string(o.rollout_percent));
+  if (o.halt_after_failures && *o.halt_after_failures < 1)
+    fail("--halt-after-failures wants 1 or more failures");
+  if (o.halt_failure_percent && (*o.halt_failure_percent < 1 || *o.halt_failure_percent > 100))
+    fail("--halt-failure-percent wants a percentage 1-100");
   if (o.expires_in_days == 0 || o.expires_in_days > 3650) fail("--expires-in wants 1-3650 days");
   const sig::PrivateKey key = sig::PrivateKey::load(o.key_path);
   const sig::PublicKey pub = sig::PublicKey::from_pem(key.public_pem(), o.key_path);
@@ -97,6 +101,8 @@ PublishResult publish(const PublishOptions& o) {
   rel.created = m.created;
   rel.root_hash = m.verity.root_hash;
   rel.rollout_percent = o.rollout_percent;
+  rel.halt_after_failures = o.halt_after_failures;
+  rel.halt_failure_percent = o.halt_failure_percent;
   const std::string stem = m.name + "-" + m.version + "-" + m.arch;
   const std::string bundle_rel = "bundles/" + stem + ".osup";
   copy_in(o.bundle, (fs::path(o.channel_dir) / bundle_rel).string());

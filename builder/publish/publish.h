@@ -17,6 +17,7 @@ struct PublishOptions {
   std::string channel_name = "stable";  // used when the channel is new
   int deltas_from = 2;                  // deltas from the last N releases of this image
   int rollout_percent = 100;
+  std::optional<int> halt_after_failures, halt_failure_percent;  // fleets: docs/fleet.md
   uint64_t expires_in_days = 30;
   std::optional<uint64_t> now;  // seconds since the epoch; tests fix it
 };

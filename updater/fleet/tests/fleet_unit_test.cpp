@@ -1,0 +1,157 @@
+// Fleet logic without a server: update.conf keys, the halt threshold, the trial file and
+// the wait for a slot (behind the RebootSlots interface, with a scripted fake).
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <deque>
+
+#include "base/error.h"
+#include "base/temp_dir.h"
+#include "format/channel.h"
+#include "updater/fleet/fleet_member.h"
+#include "updater/fleet/slot_wait.h"
+#include "updater/update_config.h"
+
+using namespace osup;
+using namespace osup::fleet;
+using Catch::Matchers::Contains;
+
+TEST_CASE("update.conf: fleet keys, and unclear settings refused naming the line", "[unit]") {
+  const UpdateConfig c = parse_update_config(
+      "fleet = etcd\nfleet_endpoints = http://10.0.0.1:2379, https://e2:2379\n"
+      "fleet_group = office-1\nfleet_slots = 10\nfleet_lease_ttl = 600\nfleet_slot_wait = 0\n"
+      "etcd_ca = /etc/osup/etcd-ca.pem\netcd_cert = /etc/osup/c.pem\netcd_key = /etc/osup/c.key\n",
+      "u.conf");
+  CHECK(c.fleet.backend == FleetConfig::Backend::etcd);
+  CHECK(c.fleet.endpoints == std::vector<std::string>{"http://10.0.0.1:2379", "https://e2:2379"});
+  CHECK(c.fleet.group == "office-1");
+  CHECK(c.fleet.slots == 10);
+  CHECK(c.fleet.lease_ttl_s == 600);
+  CHECK(c.fleet.slot_wait_s == 0);
+  CHECK(c.fleet.etcd_key == "/etc/osup/c.key");
+  CHECK(parse_update_config("", "x").fleet.backend == FleetConfig::Backend::none);
+
+  CHECK_THROWS_WITH(parse_update_config("fleet = consul\n", "u.conf"),
+                    Contains("u.conf line 1: fleet must be etcd, fleetlock or none"));
+  CHECK_THROWS_WITH(parse_update_config("fleet = etcd\n", "u.conf"),
+                    Contains("u.conf: fleet = etcd needs fleet_endpoints"));
+  CHECK_THROWS_WITH(parse_update_config("\nfleet_endpoints = 10.0.0.1:2379\n", "u.conf"),
+                    Contains("u.conf line 2: fleet_endpoints wants http:// or https:// URLs"));
+  CHECK_THROWS_WITH(parse_update_config("fleet_slots = 0\n", "u.conf"),
+                    Contains("u.conf line 1: fleet_slots must be a whole number 1-10000"));
+  CHECK_THROWS_WITH(parse_update_config("fleet_lease_ttl = 5s\n", "u.conf"),
+                    Contains("fleet_lease_ttl (seconds) must be a whole number"));
+  CHECK_THROWS_WITH(parse_update_config("fleet_group = a/b\n", "u.conf"),
+                    Contains("fleet_group must be"));
+  CHECK_THROWS_WITH(
+      parse_update_config("fleet = etcd\nfleet_endpoints = http://e:2379\netcd_cert = /c\n",
+                          "u.conf"),
+      Contains("etcd_cert and etcd_key go together"));
+  CHECK_THROWS_WITH(
+      parse_update_config("fleet = fleetlock\nfleet_endpoints = http://a/, http://b/\n", "u.conf"),
+      Contains("fleet = fleetlock takes one URL"));
+  CHECK_THROWS_WITH(parse_update_config("fleet_endpoints = http://e:2379\n", "u.conf"),
+                    Contains("fleet_endpoints is set but fleet is not"));
+  CHECK_THROWS_WITH(parse_update_config("fleet_slot = 3\n", "u.conf"),
+                    Contains("u.conf line 1: unknown key 'fleet_slot'"));
+}
+
+TEST_CASE("halt threshold: a count or a share of the machines that started", "[unit]") {
+  ReleaseTally t;
+  t.good = 7;
+  t.rolled_back = 2;
+  CHECK(over_threshold(t, {3, std::nullopt}).empty());
+  t.rolled_back = 3;
+  CHECK_THAT(over_threshold(t, {3, std::nullopt}),
+             Contains("3 of 10 machines that tried it rolled back (the channel halts it after 3"));
+  CHECK(over_threshold(t, {std::nullopt, 31}).empty());
+  CHECK_THAT(over_threshold(t, {std::nullopt, 30}), Contains("at 30% failures"));
+  CHECK(over_threshold(t, {}).empty());  // no threshold: never halts
+}
+
+TEST_CASE("channel index: halt fields round-trip, are validated, unknown fields refused",
+          "[unit]") {
+  ChannelIndex idx;
+  idx.channel = "stable";
+  idx.serial = 1;
+  idx.expires = 100;
+  ChannelRelease r;
+  r.name = "tiny";
+  r.version = "2.0.0";
+  r.arch = "x86_64";
+  r.compatible = "tiny";
+  r.root_hash = std::string(64, 'a');
+  r.bundle = {"bundles/t.osup", 10, std::string(64, 'b')};
+  r.halt_after_failures = 2;
+  r.halt_failure_percent = 5;
+  idx.releases.push_back(r);
+  const ChannelIndex back = ChannelIndex::parse(idx.to_json());
+  CHECK(back == idx);
+  idx.releases[0].halt_after_failures.reset();
+  CHECK(idx.to_json().find("halt_after_failures") == std::string::npos);  // unset: not written
+  CHECK(ChannelIndex::parse(idx.to_json()) == idx);
+  idx.releases[0].halt_failure_percent = 101;
+  CHECK_THROWS_WITH(idx.to_json(), Contains("releases[0].halt_failure_percent"));
+  idx.releases[0].halt_failure_percent = 5;
+  std::string text = idx.to_json();
+  text.replace(text.find("\"halt_failure_percent\""), 22, "\"halt_failure_percnt\"");
+  CHECK_THROWS_WITH(ChannelIndex::parse(text), Contains("halt_failure_percnt"));
+}
+
+namespace {
+
+// Scripted answers: "busy", "down" (throws as an unreachable backend does), "held".
+class ScriptedSlots final : public RebootSlots {
+ public:
+  explicit ScriptedSlots(std::deque<std::string> script) : script_(std::move(script)) {}
+  SlotAnswer try_acquire(const SlotRequest&) override {
+    ++tries;
+    const std::string next = script_.empty() ? "busy" : script_.front();
+    if (!script_.empty()) script_.pop_front();
+    if (next == "down") fail("etcd unreachable (connection refused)");
+    if (next == "held") return {true, 0, {}};
+    return {false, -1, {"other"}};
+  }
+  void release(const SlotRequest&) override { ++releases; }
+  std::vector<std::string> holders(const std::string&) override { return {}; }
+  int tries = 0, releases = 0;
+
+ private:
+  std::deque<std::string> script_;
+};
+
+}  // namespace
+
+TEST_CASE("slot wait: retries through busy and unreachable, never yes without a slot", "[unit]") {
+  std::vector<std::string> lines;
+  const Log log = [&](const std::string& l) { lines.push_back(l); };
+  ScriptedSlots s({"down", "down", "busy", "held"});
+  const WaitOutcome w = wait_for_slot(s, {"g", "m1", 2}, {0.01, 0.02, 10}, log);
+  CHECK(w.answer.held);
+  CHECK(w.tries == 4);
+  REQUIRE(lines.size() >= 2);
+  CHECK_THAT(lines[0], Contains("etcd unreachable") && Contains("retrying"));
+
+  ScriptedSlots never({"down"});
+  const auto t0 = std::chrono::steady_clock::now();
+  const WaitOutcome gave_up = wait_for_slot(never, {"g", "m1", 2}, {0.01, 0.05, 0.3}, {});
+  CHECK_FALSE(gave_up.answer.held);
+  CHECK(gave_up.tries > 3);
+  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(300));
+
+  FleetMember m(never, nullptr, {"g", "m1", 2}, {0.01, 0.05, 0.2});
+  CHECK_THAT(m.begin("2.0.0"), Contains("no reboot slot of group g came free"));
+}
+
+TEST_CASE("fleet trial file: saved across the reboot, damaged one named", "[unit]") {
+  TempDir d;
+  CHECK_FALSE(load_trial(d.path()));
+  save_trial(d.path(), {"2.0.0", "office", {3, std::nullopt}});
+  const auto t = load_trial(d.path());
+  REQUIRE(t);
+  CHECK(t->version == "2.0.0");
+  CHECK(t->threshold.halt_after_failures == 3);
+  CHECK_FALSE(t->threshold.halt_failure_percent);
+  CHECK_FALSE(t->installed);
+  clear_trial(d.path());
+  CHECK_FALSE(load_trial(d.path()));
+}

@@ -1,0 +1,44 @@
+// The FleetLock client against a small protocol server of the tests' own.
+#include "updater/fleet/fleetlock.h"
+
+#include <catch2/catch.hpp>
+
+#include "base/error.h"
+#include "tests/support/fleetlock_server.h"
+#include "tests/support/nginx_server.h"
+#include "updater/fleet/fleet_member.h"
+
+using namespace osup;
+using namespace osup::fleet;
+using Catch::Matchers::Contains;
+
+TEST_CASE("FleetLock: pre-reboot takes a slot, steady-state gives it back", "[integration]") {
+  test::FleetLockServer server(1);
+  FleetLockSlots slots(server.url() + "/", {});
+  const SlotRequest a{"workers", "node-a", 1}, b{"workers", "node-b", 1};
+  CHECK(slots.try_acquire(a).held);
+  CHECK(slots.try_acquire(a).held);  // the server treats a holder's retry as a success
+  CHECK_FALSE(slots.try_acquire(b).held);
+  CHECK_THAT(slots.last_refusal(), Contains("failed_lock"));
+  CHECK(server.holders("workers") == std::set<std::string>{"node-a"});
+  slots.release(a);
+  CHECK(slots.try_acquire(b).held);
+  CHECK(server.bad_requests() == 0);  // header and body were what the protocol wants
+
+  // The wait goes through FleetMember without health records (FleetLock has none).
+  FleetMember m(slots, nullptr, {"workers", "node-c", 1}, {0.05, 0.1, 0.5});
+  CHECK_THAT(m.begin("2.0.0"), Contains("no reboot slot of group workers came free"));
+  slots.release(b);
+  CHECK(m.begin("2.0.0").empty());
+  m.end_good("2.0.0");
+  CHECK(server.holders("workers").empty());
+}
+
+TEST_CASE("FleetLock: an unreachable or broken server is one line", "[integration]") {
+  FleetLockSlots none("http://127.0.0.1:" + std::to_string(test::closed_port()), {});
+  CHECK_THROWS_WITH(none.try_acquire({"g", "n", 1}), Contains("FleetLock server: connecting to"));
+  test::TempDir root;
+  test::NginxServer broken(root.path(), {false, true, {{"/v1/", "return 500;"}}});
+  FleetLockSlots five(broken.url(""), {});
+  CHECK_THROWS_WITH(five.try_acquire({"g", "n", 1}), Contains("HTTP 500"));
+}
