@@ -25,7 +25,8 @@ struct Phase {
 
 struct CampaignOptions {
   GenerateOptions generate;
-  size_t limit = 0;  // at most this many states per phase, evenly spread (0: all)
+  size_t limit = 0;       // at most this many states per phase, evenly spread (0: all)
+  size_t data_every = 1;  // e2fsck the data partition in every Nth state (it costs ~1 s)
 };
 
 struct PhaseResult {
@@ -33,7 +34,7 @@ struct PhaseResult {
   size_t writes = 0, flushes = 0;
   uint64_t bytes_written = 0;
   size_t states[3] = {0, 0, 0};  // by StateKind
-  size_t boots_a = 0, boots_b = 0, boots_none = 0;
+  size_t boots_a = 0, boots_b = 0, boots_none = 0, data_checked = 0;
   std::vector<std::pair<std::string, std::string>> failures;  // (state, reasons)
   double seconds = 0;
 };

@@ -144,7 +144,7 @@ std::string CrashChecker::data_error() {
   return data_cache_.emplace(k, err).first->second;
 }
 
-Verdict CrashChecker::check(const CrashState& s) {
+Verdict CrashChecker::check(const CrashState& s, bool with_data) {
   Verdict v;
   disk_->select(s);
   if (std::string e = gpt_error(); !e.empty()) v.failures.push_back(e);
@@ -160,7 +160,8 @@ Verdict CrashChecker::check(const CrashState& s) {
         v.failures.push_back(slot_text(slot) + " is bootable but " + e2);
     }
   }
-  if (std::string e = data_error(); !e.empty()) v.failures.push_back(e);
+  if (with_data)
+    if (std::string e = data_error(); !e.empty()) v.failures.push_back(e);
   return v;
 }
 

@@ -20,6 +20,7 @@
 
 #include "format/disk_layout.h"
 #include "format/gpt.h"
+#include "format/manifest.h"
 #include "format/signature.h"
 #include "powerloss/crash_disk.h"
 #include "updater/disk.h"
@@ -56,7 +57,8 @@ class CrashChecker {
                const std::string& work_dir);
   ~CrashChecker();
 
-  [[nodiscard]] Verdict check(const CrashState& s);
+  // with_data: also e2fsck the data partition (the expensive part; a campaign may sample).
+  [[nodiscard]] Verdict check(const CrashState& s, bool with_data = true);
   [[nodiscard]] const CheckCounts& counts() const { return counts_; }
 
  private:

@@ -3,13 +3,14 @@
 #include <iostream>
 
 #include "base/cli_args.h"
+#include "base/error.h"
 #include "powerloss/campaign.h"
 
 namespace {
 
 constexpr const char* kUsage =
     "osup-powerloss --base IMG --log LOG --keys DIR [--phases FILE] [--subsets N] [--torn N] "
-    "[--seed N] [--limit N] [--work DIR] [--quiet]";
+    "[--seed N] [--limit N] [--data-every N] [--work DIR] [--quiet]";
 
 size_t number(const osup::CliArgs& a, const std::string& name, size_t fallback) {
   const std::string v = a.value_or(name, std::to_string(fallback));
@@ -25,7 +26,7 @@ size_t number(const osup::CliArgs& a, const std::string& name, size_t fallback) 
 int run(int argc, char** argv) {
   using namespace osup::powerloss;
   osup::CliArgs a("osup-powerloss", std::vector<std::string>(argv + 1, argv + argc),
-                  {"base", "log", "keys", "phases", "subsets", "torn", "seed", "limit", "work"},
+                  {"base", "log", "keys", "phases", "subsets", "torn", "seed", "limit", "data-every", "work"},
                   {"quiet"});
   a.expect_positionals(0, 0, kUsage);
   const WriteLog log(a.required("log", kUsage));
@@ -34,6 +35,7 @@ int run(int argc, char** argv) {
   o.generate.torn = static_cast<uint32_t>(number(a, "torn", 2));
   o.generate.seed = number(a, "seed", 1);
   o.limit = number(a, "limit", 0);
+  o.data_every = number(a, "data-every", 1);
   CrashChecker checker(a.required("base", kUsage), log,
                        osup::sig::TrustStore::load_dir(a.required("keys", kUsage)),
                        a.value_or("work", "/var/tmp/osup-powerloss"));
