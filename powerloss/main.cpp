@@ -25,9 +25,10 @@ size_t number(const osup::CliArgs& a, const std::string& name, size_t fallback) 
 
 int run(int argc, char** argv) {
   using namespace osup::powerloss;
-  osup::CliArgs a("osup-powerloss", std::vector<std::string>(argv + 1, argv + argc),
-                  {"base", "log", "keys", "phases", "subsets", "torn", "seed", "limit", "data-every", "work"},
-                  {"quiet"});
+  osup::CliArgs a(
+      "osup-powerloss", std::vector<std::string>(argv + 1, argv + argc),
+      {"base", "log", "keys", "phases", "subsets", "torn", "seed", "limit", "data-every", "work"},
+      {"quiet"});
   a.expect_positionals(0, 0, kUsage);
   const WriteLog log(a.required("log", kUsage));
   CampaignOptions o;
