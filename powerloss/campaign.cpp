@@ -108,14 +108,15 @@ void print_summary(std::ostream& out, const std::vector<PhaseResult>& results,
   out << "states " << total << ", failed " << failed << ", " << std::setprecision(0) << seconds
       << " s; distinct regions checked: GPT " << c.gpt << ", ESP " << c.esp << ", slot roots "
       << c.roots << ", data " << c.data << "\n";
-  std::map<std::string, std::pair<size_t, std::string>> by_reason;
+  std::map<std::string, std::pair<size_t, std::string>> by_reason;  // count, first states
   for (const PhaseResult& r : results)
     for (const auto& [state, why] : r.failures) {
-      auto& slot = by_reason[r.phase.name + ": " + why];
-      if (slot.first++ == 0) slot.second = state;
+      auto& seen = by_reason[r.phase.name + ": " + why];
+      if (seen.first++ < 5) seen.second += (seen.second.empty() ? "" : ", ") + state;
     }
   for (const auto& [why, seen] : by_reason)
-    out << "FAIL x" << seen.first << " (first: " << seen.second << "): " << why << "\n";
+    out << "FAIL x" << seen.first << " (" << seen.second << (seen.first > 5 ? ", ..." : "")
+        << "): " << why << "\n";
 }
 
 }  // namespace osup::powerloss

@@ -74,13 +74,17 @@ void add_subsets(const WriteLog& log, const Interval& iv, uint32_t count, std::m
   }
 }
 
-// A write cut after a random number of whole sectors, with a random subset of the
-// interval's earlier writes on the disk.
-void add_torn(const WriteLog& log, const Interval& iv, uint32_t count, std::mt19937_64& rng,
-              std::vector<CrashState>& out) {
+// A write cut at an edge of the device's atomic unit (a sector, or a 4 KiB physical
+// block), with a random subset of the interval's earlier writes on the disk.
+void add_torn(const WriteLog& log, const Interval& iv, uint32_t count, uint64_t unit,
+              std::mt19937_64& rng, std::vector<CrashState>& out) {
+  auto edges = [&](const LogEntry& e) -> uint64_t {  // unit edges strictly inside the write
+    const uint64_t first = (e.sector / unit + 1) * unit, end = e.sector + e.nr_sectors;
+    return first < end ? (end - 1 - first) / unit + 1 : 0;
+  };
   std::vector<size_t> long_writes;
   for (size_t i = 0; i < iv.writes.size(); ++i)
-    if (log.entries()[iv.writes[i]].nr_sectors >= 2) long_writes.push_back(i);
+    if (edges(log.entries()[iv.writes[i]]) > 0) long_writes.push_back(i);
   for (uint32_t t = 0; t < count && !long_writes.empty(); ++t) {
     const size_t w =
         long_writes[std::uniform_int_distribution<size_t>(0, long_writes.size() - 1)(rng)];
@@ -89,8 +93,8 @@ void add_torn(const WriteLog& log, const Interval& iv, uint32_t count, std::mt19
     for (size_t i = 0; i < w; ++i)
       if ((rng() & 1) != 0 || (log.entries()[iv.writes[i]].flags & kFua) != 0)
         s.extra.push_back(iv.writes[i]);
-    s.torn =
-        TornWrite{iv.writes[w], std::uniform_int_distribution<uint64_t>(1, e.nr_sectors - 1)(rng)};
+    const uint64_t edge = std::uniform_int_distribution<uint64_t>(0, edges(e) - 1)(rng);
+    s.torn = TornWrite{iv.writes[w], (e.sector / unit + 1 + edge) * unit - e.sector};
     out.push_back(std::move(s));
   }
 }
@@ -108,7 +112,7 @@ std::vector<CrashState> generate_states(const WriteLog& log, const GenerateOptio
     out.push_back(CrashState{StateKind::flush, iv.durable_end, {}, std::nullopt});
     std::mt19937_64 rng(o.seed * 0x9e3779b97f4a7c15ull + k);
     add_subsets(log, iv, o.subsets, rng, out);
-    add_torn(log, iv, o.torn, rng, out);
+    add_torn(log, iv, o.torn, std::max<uint64_t>(o.torn_unit, 1), rng, out);
   }
   // The end of the log when it does not end in a flush: everything written.
   if (!ivs.back().writes.empty() && log.entries().size() <= o.last)

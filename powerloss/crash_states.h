@@ -30,8 +30,9 @@ struct CrashState {
 };
 
 struct GenerateOptions {
-  uint32_t subsets = 8;  // random subsets per flush interval (all of them when fewer exist)
-  uint32_t torn = 2;     // torn writes per flush interval
+  uint32_t subsets = 8;    // random subsets per flush interval (all of them when fewer exist)
+  uint32_t torn = 2;       // torn writes per flush interval
+  uint32_t torn_unit = 1;  // sectors a device writes atomically: tears fall on their edges
   uint64_t seed = 1;
   size_t first = 0, last = SIZE_MAX;  // only intervals with writes in entries [first, last)
 };

@@ -10,7 +10,7 @@ namespace {
 
 constexpr const char* kUsage =
     "osup-powerloss --base IMG --log LOG --keys DIR [--phases FILE] [--subsets N] [--torn N] "
-    "[--seed N] [--limit N] [--data-every N] [--work DIR] [--quiet]";
+    "[--torn-unit BYTES] [--seed N] [--limit N] [--data-every N] [--work DIR] [--quiet]";
 
 size_t number(const osup::CliArgs& a, const std::string& name, size_t fallback) {
   const std::string v = a.value_or(name, std::to_string(fallback));
@@ -25,16 +25,21 @@ size_t number(const osup::CliArgs& a, const std::string& name, size_t fallback) 
 
 int run(int argc, char** argv) {
   using namespace osup::powerloss;
-  osup::CliArgs a(
-      "osup-powerloss", std::vector<std::string>(argv + 1, argv + argc),
-      {"base", "log", "keys", "phases", "subsets", "torn", "seed", "limit", "data-every", "work"},
-      {"quiet"});
+  osup::CliArgs a("osup-powerloss", std::vector<std::string>(argv + 1, argv + argc),
+                  {"base", "log", "keys", "phases", "subsets", "torn", "seed", "limit",
+                   "data-every", "work", "torn-unit"},
+                  {"quiet"});
   a.expect_positionals(0, 0, kUsage);
   const WriteLog log(a.required("log", kUsage));
   CampaignOptions o;
   o.generate.subsets = static_cast<uint32_t>(number(a, "subsets", 8));
   o.generate.torn = static_cast<uint32_t>(number(a, "torn", 2));
   o.generate.seed = number(a, "seed", 1);
+  const size_t unit = number(a, "torn-unit", 512);
+  if (unit == 0 || unit % log.sector_size() != 0)
+    osup::fail("osup-powerloss: --torn-unit must be a multiple of the log's " +
+               std::to_string(log.sector_size()) + "-byte sectors, not " + std::to_string(unit));
+  o.generate.torn_unit = static_cast<uint32_t>(unit / log.sector_size());
   o.limit = number(a, "limit", 0);
   o.data_every = number(a, "data-every", 1);
   CrashChecker checker(a.required("base", kUsage), log,

@@ -141,3 +141,25 @@ TEST_CASE("a crash state's overlay gives the base with exactly its writes", "[po
   CHECK(byte_at(dir.path() + "/tail.img", 23 - 16) == 0x30);
   CHECK(disk.key(1) != RegionKey{0, 0});
 }
+
+TEST_CASE("torn writes fall on the edges of the device's atomic unit", "[powerloss]") {
+  TempDir dir;
+  {
+    WriteLogWriter w(dir.path() + "/log");
+    w.write(4, fill(20, 1));  // sectors 4..23: 8-sector edges at 8 and 16
+    w.write(40, fill(8, 2));  // one whole 8-sector block: cannot tear at that unit
+    w.flush();
+  }
+  WriteLog log(dir.path() + "/log");
+  GenerateOptions o;
+  o.subsets = 0;
+  o.torn = 20;
+  o.torn_unit = 8;
+  std::set<uint64_t> cuts;
+  for (const CrashState& s : generate_states(log, o))
+    if (s.torn) {
+      CHECK(s.torn->entry == 0);
+      cuts.insert(4 + s.torn->sectors);
+    }
+  CHECK(cuts == std::set<uint64_t>{8, 16});
+}
