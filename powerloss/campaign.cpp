@@ -70,6 +70,7 @@ std::vector<PhaseResult> run_campaign(const WriteLog& log, CrashChecker& checker
       const bool data = o.data_every <= 1 || (i / step) % o.data_every == 0;
       r.data_checked += data ? 1 : 0;
       Verdict v = checker.check(s, data);
+      r.esp_repaired += v.esp_repaired ? 1 : 0;
       ++r.states[static_cast<int>(s.kind)];
       (v.boots == layout::Slot::a   ? r.boots_a
        : v.boots == layout::Slot::b ? r.boots_b
@@ -90,7 +91,7 @@ void print_summary(std::ostream& out, const std::vector<PhaseResult>& results,
       << std::setw(9) << "MiB" << std::setw(8) << "flushes" << std::setw(8) << "flush"
       << std::setw(8) << "subset" << std::setw(7) << "torn" << std::setw(8) << "boot a"
       << std::setw(8) << "boot b" << std::setw(6) << "none" << std::setw(8) << "e2fsck"
-      << std::setw(8) << "failed" << std::setw(10) << "ms/state"
+      << std::setw(8) << "ESPfix" << std::setw(8) << "failed" << std::setw(10) << "ms/state"
       << "\n";
   size_t total = 0, failed = 0;
   double seconds = 0;
@@ -102,12 +103,13 @@ void print_summary(std::ostream& out, const std::vector<PhaseResult>& results,
         << std::setw(8) << r.flushes << std::setw(8) << r.states[0] << std::setw(8) << r.states[1]
         << std::setw(7) << r.states[2] << std::setw(8) << r.boots_a << std::setw(8) << r.boots_b
         << std::setw(6) << r.boots_none << std::setw(8) << r.data_checked << std::setw(8)
-        << r.failures.size() << std::setw(10) << std::setprecision(1)
-        << (n ? 1000.0 * r.seconds / static_cast<double>(n) : 0.0) << "\n";
+        << r.esp_repaired << std::setw(8) << r.failures.size() << std::setw(10)
+        << std::setprecision(1) << (n ? 1000.0 * r.seconds / static_cast<double>(n) : 0.0) << "\n";
   }
   out << "states " << total << ", failed " << failed << ", " << std::setprecision(0) << seconds
       << " s; distinct regions checked: GPT " << c.gpt << ", ESP " << c.esp << ", slot roots "
-      << c.roots << ", data " << c.data << "\n";
+      << c.roots << ", data " << c.data << "; ESPs repaired by fsck.vfat -a " << c.esp_repaired
+      << "\n";
   std::map<std::string, std::pair<size_t, std::string>> by_reason;  // count, first states
   for (const PhaseResult& r : results)
     for (const auto& [state, why] : r.failures) {

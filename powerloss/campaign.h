@@ -34,7 +34,7 @@ struct PhaseResult {
   size_t writes = 0, flushes = 0;
   uint64_t bytes_written = 0;
   size_t states[3] = {0, 0, 0};  // by StateKind
-  size_t boots_a = 0, boots_b = 0, boots_none = 0, data_checked = 0;
+  size_t boots_a = 0, boots_b = 0, boots_none = 0, data_checked = 0, esp_repaired = 0;
   std::vector<std::pair<std::string, std::string>> failures;  // (state, reasons)
   double seconds = 0;
 };

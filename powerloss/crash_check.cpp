@@ -30,6 +30,22 @@ std::vector<Region> regions_of(const OsupDisk& d, uint64_t disk_bytes, const std
   return r;
 }
 
+// What e2fsck said, without its banner, on one line (it names the broken structure).
+std::string first_lines(const std::string& text) {
+  std::string out;
+  size_t pos = 0;
+  for (int n = 0; pos < text.size() && n < 3;) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.empty() || line.starts_with("e2fsck 1.")) continue;
+    out += (out.empty() ? "" : " / ") + line;
+    ++n;
+  }
+  return out;
+}
+
 std::string slot_text(layout::Slot s) { return std::string("slot ") + layout::slot_char(s); }
 
 }  // namespace
@@ -92,8 +108,33 @@ const EspVerdict& CrashChecker::esp_verdict() {
   ++counts_.esp;
   disk_->materialize(disk_->find("esp"));
   EspVerdict v = examine_esp(osup_, trust_, base_loader_files_);
-  if (std::string e = fsck_vfat_error(work_ + "/esp.img"); !e.empty()) v.failures.push_back(e);
+  v.damage = fsck_vfat_error(work_ + "/esp.img");
+  if (!v.damage.empty()) judge_repair(v);
   return esp_cache_.emplace(k, std::move(v)).first->second;
+}
+
+// FAT has no journal: a cut mid-write can leave lost clusters, a free cluster in a
+// chain, FATs that differ. That is acceptable when `fsck.vfat -a` (what a boot with
+// fsck of the ESP does) repairs it without changing what boots: the same pick, every
+// bootable slot still whole, the loader's files intact.
+void CrashChecker::judge_repair(EspVerdict& v) {
+  ++counts_.esp_repaired;
+  const std::string copy = work_ + "/esp-repair.img";
+  run_checked({"cp", "--sparse=always", work_ + "/esp.img", copy});
+  (void)run({"fsck.vfat", "-a", copy});
+  std::string still = fsck_vfat_error(copy);
+  OsupDisk repaired = osup_;
+  repaired.esp_files = open_image_esp(copy, 0);
+  const EspVerdict r = examine_esp(repaired, trust_, base_loader_files_);
+  if (!still.empty()) {
+    v.failures.push_back("fsck.vfat -a leaves the ESP damaged: " + still);
+  } else if (r.picked != v.picked || r.failures != v.failures || r.slot_errors != v.slot_errors) {
+    v.failures.push_back("repairing the ESP (" + v.damage +
+                         ") changes what boots: " + (r.picked ? *r.picked : "nothing") +
+                         " instead of " + (v.picked ? *v.picked : "nothing") +
+                         (r.failures.empty() ? "" : "; " + r.failures.front()));
+  }
+  std::filesystem::remove(copy);
 }
 
 // The slot's partitions: UUIDs as its command line names them, root against its tree.
@@ -138,7 +179,7 @@ std::string CrashChecker::data_error() {
     check = run({"e2fsck", "-fn", scratch});
     if (replay.exit_code > 1 || check.exit_code != 0)
       err = "e2fsck -fn of data (after journal replay): exit " + std::to_string(check.exit_code) +
-            ": " + last_line(check.out + check.err);
+            ": " + first_lines(check.err + check.out);
     std::filesystem::remove(scratch);
   }
   return data_cache_.emplace(k, err).first->second;
@@ -150,6 +191,7 @@ Verdict CrashChecker::check(const CrashState& s, bool with_data) {
   if (std::string e = gpt_error(); !e.empty()) v.failures.push_back(e);
   const EspVerdict& esp = esp_verdict();
   v.failures.insert(v.failures.end(), esp.failures.begin(), esp.failures.end());
+  v.esp_repaired = !esp.damage.empty();
   if (esp.picked && !esp.bootable.empty() && esp.bootable.front().file == *esp.picked)
     v.boots = esp.bootable.front().slot;
   for (layout::Slot slot : {layout::Slot::a, layout::Slot::b}) {

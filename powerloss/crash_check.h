@@ -30,10 +30,12 @@ namespace osup::powerloss {
 struct Verdict {
   std::optional<layout::Slot> boots;  // the slot systemd-boot picks
   std::vector<std::string> failures;  // empty: the state boots a good system
+  bool esp_repaired = false;          // fsck.vfat found damage that -a repairs harmlessly
 };
 
 struct CheckCounts {
   size_t gpt = 0, esp = 0, roots = 0, data = 0;  // distinct regions checked
+  size_t esp_repaired = 0;                       // distinct ESPs fsck.vfat -a had to repair
 };
 
 // What the ESP of one state offers the loader.
@@ -48,6 +50,7 @@ struct EspVerdict {
   std::map<layout::Slot, std::string> slot_errors;  // ESP-side problems per slot
   std::map<layout::Slot, Manifest> manifests;       // of slots without such problems
   std::vector<std::string> failures;                // loader files, fsck.vfat
+  std::string damage;                               // what fsck.vfat -n reported, if anything
 };
 
 class CrashChecker {
@@ -64,6 +67,7 @@ class CrashChecker {
  private:
   [[nodiscard]] std::string gpt_error();
   [[nodiscard]] const EspVerdict& esp_verdict();
+  void judge_repair(EspVerdict& v);
   [[nodiscard]] std::string slot_error(layout::Slot s, const Manifest& m);
   [[nodiscard]] std::string data_error();
   [[nodiscard]] RegionKey combined_key(std::initializer_list<const char*> names) const;

@@ -1,5 +1,6 @@
 #include "powerloss/esp_check.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "base/error.h"
@@ -34,6 +35,10 @@ std::vector<BootEntry> bootable_entries(const EspAccess& esp,
                                         const std::optional<std::string>& picked) {
   std::vector<BootEntry> out;
   for (const std::string& f : esp.list(kEntriesDir)) {
+    std::string id = f;
+    std::transform(id.begin(), id.end(), id.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    if (!id.ends_with(".conf") || id.starts_with("auto-")) continue;  // the loader skips them
     auto content = esp.read(std::string(kEntriesDir) + "/" + f);
     if (!content) continue;
     auto e = parse_loader_entry(f, *content);
