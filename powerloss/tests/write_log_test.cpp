@@ -61,7 +61,8 @@ TEST_CASE("a write log cut mid-entry ends at the last whole entry", "[powerloss]
     w.flush();
     w.write(2, sectors(4, 2));
   }
-  REQUIRE(::truncate(path.c_str(), 512 * 6) == 0);  // super, 2 entries, 1 flush, half the last
+  REQUIRE(::truncate(path.c_str(), off_t{512} * 6) ==
+          0);  // super, 2 entries, 1 flush, half the last
   WriteLog log(path);
   CHECK(log.entries().size() == 2);
 }
@@ -75,7 +76,7 @@ TEST_CASE("a file that is not a write log, or a truncated one, is refused naming
     w.write(1, sectors(1, 1));
     w.flush();
   }
-  REQUIRE(::truncate(path.c_str(), 512 * 2) == 0);  // the superblock counts 2 entries
+  REQUIRE(::truncate(path.c_str(), off_t{512} * 2) == 0);  // the superblock counts 2 entries
   CHECK_THROWS_WITH(WriteLog(path), Catch::Contains("truncated") && Catch::Contains(path));
   {
     const int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC);
