@@ -110,6 +110,10 @@ std::string entry_path(const std::string& file) { return std::string(kEntriesDir
 std::vector<LoaderEntry> sorted_entries(const EspAccess& esp) {
   std::vector<LoaderEntry> out;
   for (const std::string& f : esp.list(kEntriesDir)) {
+    // Only names the loader would read: a crash mid-write can leave a *.tmp whose FAT
+    // chain is broken, and reading it must not hide the entries that are whole.
+    const std::string id = lower(f);
+    if (!id.ends_with(".conf") || id.starts_with("auto-")) continue;
     auto content = esp.read(entry_path(f));
     if (!content) continue;
     auto e = parse_loader_entry(f, *content);

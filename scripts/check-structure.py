@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-LAYERS = ["base", "format", "boot", "builder", "updater"]
+LAYERS = ["base", "format", "boot", "builder", "updater", "powerloss"]
 # What each library may include besides itself.
 ALLOWED = {"base": set(), "format": {"base"}, "boot": {"base", "format"},
-           "builder": {"base", "format", "boot"}, "updater": {"base", "format", "boot"}}
+           "builder": {"base", "format", "boot"}, "updater": {"base", "format", "boot"},
+           # the power-loss campaign, a test tool on top of the updater (docs/powerloss.md)
+           "powerloss": {"base", "format", "boot", "updater"}}
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 450, 80
 CONTROL = re.compile(r"\b(if|for|while|switch|catch|do|else|try)\b\s*(\(.*\))?\s*$")
 

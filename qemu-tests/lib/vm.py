@@ -84,6 +84,7 @@ class VM:
         run_vm: Union[str, Path] = RUN_VM,
         echo: bool = False,
         host_ports: Sequence[int] = (),
+        log_writes: Optional[Union[str, Path]] = None,
     ) -> None:
         self.image = Path(image)
         self.arch = arch
@@ -95,6 +96,7 @@ class VM:
         self.run_vm = Path(run_vm)
         self.echo = echo  # copy the console to stderr as it arrives (debugging)
         self.host_ports = [int(p) for p in host_ports]  # host 127.0.0.1:P seen as 10.0.2.2:P
+        self.log_writes = Path(log_writes) if log_writes else None  # run-vm --log-writes
         self._proc: Optional[subprocess.Popen] = None
         self._buf = bytearray()
         self._pos = 0  # where the next expect() starts looking
@@ -119,6 +121,8 @@ class VM:
             cmd += ["--cpus", str(self.cpus)]
         for port in self.host_ports:
             cmd += ["--host-port", str(port)]
+        if self.log_writes:
+            cmd += ["--log-writes", str(self.log_writes)]
         return cmd
 
     def start(self) -> "VM":

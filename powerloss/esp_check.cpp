@@ -1,0 +1,144 @@
+#include "powerloss/esp_check.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "base/error.h"
+#include "base/process.h"
+#include "boot/slot_boot.h"
+#include "boot/systemd_boot.h"
+#include "format/sha256.h"
+#include "updater/verify.h"
+
+namespace osup::powerloss {
+
+namespace {
+
+std::optional<layout::Slot> slot_of(const std::string& file) {
+  if (file.size() < 6 || file.compare(0, 5, "osup-") != 0) return std::nullopt;
+  if (file[5] == 'a') return layout::Slot::a;
+  if (file[5] == 'b') return layout::Slot::b;
+  return std::nullopt;
+}
+
+// The value of "key value" lines of a Type #1 entry.
+std::string entry_field(const std::string& content, const std::string& key) {
+  std::istringstream in(content);
+  for (std::string line; std::getline(in, line);) {
+    if (line.compare(0, key.size() + 1, key + " ") == 0) return line.substr(key.size() + 1);
+  }
+  return "";
+}
+
+// Entries the loader can boot, in its order (the pick first).
+std::vector<BootEntry> bootable_entries(const EspAccess& esp,
+                                        const std::optional<std::string>& picked) {
+  std::vector<BootEntry> out;
+  for (const std::string& f : esp.list(kEntriesDir)) {
+    std::string id = f;
+    std::transform(id.begin(), id.end(), id.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    if (!id.ends_with(".conf") || id.starts_with("auto-")) continue;  // the loader skips them
+    auto content = esp.read(std::string(kEntriesDir) + "/" + f);
+    if (!content) continue;
+    auto e = parse_loader_entry(f, *content);
+    if (!e || !esp.exists(e->linux_path)) continue;
+    BootEntry b{f, slot_of(e->id), e->linux_path, entry_field(*content, "initrd"),
+                entry_field(*content, "options")};
+    if (picked && f == *picked)
+      out.insert(out.begin(), std::move(b));
+    else
+      out.push_back(std::move(b));
+  }
+  return out;
+}
+
+// Why the ESP side of slot s cannot boot, or "" (then its manifest goes into m).
+std::string slot_esp_error(const OsupDisk& disk, const sig::TrustStore& trust, const BootEntry& e,
+                           layout::Slot s, Manifest& m) {
+  try {
+    m = verified_slot_manifest(disk, s, trust);
+    const SlotEspPaths paths = slot_esp_paths(s);
+    if (e.linux_path != paths.kernel) return "entry " + e.file + " boots " + e.linux_path;
+    const Payload* initrd = m.find(PayloadKind::initrd);
+    if (e.initrd != (initrd ? paths.initrd : ""))
+      return "entry " + e.file + " names initrd '" + e.initrd + "'";
+    if (e.options != slot_cmdline(m, s))
+      return "entry " + e.file + " has other options than the manifest's";
+    for (const PayloadKind kind : {PayloadKind::kernel, PayloadKind::initrd}) {
+      const Payload* p = m.find(kind);
+      if (!p) continue;
+      auto content =
+          disk.esp_files->read(kind == PayloadKind::kernel ? paths.kernel : paths.initrd);
+      if (!content) return to_string(kind) + " is missing";
+      if (to_hex(sha256(*content)) != p->sha256)
+        return to_string(kind) + " does not match the manifest";
+    }
+  } catch (const Error& err) {
+    return err.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+std::map<std::string, std::string> loader_files(const EspAccess& esp) {
+  std::map<std::string, std::string> out;
+  for (const char* dir : {"/EFI/BOOT", "/EFI/systemd"})
+    for (const std::string& f : esp.list(dir))
+      if (auto c = esp.read(std::string(dir) + "/" + f)) out[std::string(dir) + "/" + f] = *c;
+  if (auto c = esp.read(kLoaderConf)) out[kLoaderConf] = *c;
+  return out;
+}
+
+EspVerdict examine_esp(const OsupDisk& disk, const sig::TrustStore& trust,
+                       const std::map<std::string, std::string>& base_loader_files) {
+  EspVerdict v;
+  try {
+    v.picked = systemd_boot_pick(*disk.esp_files);
+    v.bootable = bootable_entries(*disk.esp_files, v.picked);
+    for (const auto& [path, content] : base_loader_files) {
+      auto now = disk.esp_files->read(path);
+      if (!now || *now != content) v.failures.push_back(path + " differs from the base's");
+    }
+  } catch (const Error& e) {
+    v.failures.push_back(std::string("reading the ESP: ") + e.what());
+    return v;
+  }
+  if (!v.picked) v.failures.emplace_back("systemd-boot finds no entry to boot");
+  for (const BootEntry& e : v.bootable) {
+    if (!e.slot) {
+      v.failures.push_back("entry " + e.file + " is bootable but no osup slot's");
+      continue;
+    }
+    if (v.slot_errors.contains(*e.slot) || v.manifests.contains(*e.slot)) continue;
+    Manifest m;
+    std::string err = slot_esp_error(disk, trust, e, *e.slot, m);
+    if (err.empty())
+      v.manifests[*e.slot] = std::move(m);
+    else
+      v.slot_errors[*e.slot] = std::move(err);
+  }
+  return v;
+}
+
+std::string fsck_vfat_error(const std::string& image) {
+  RunResult r = run({"fsck.vfat", "-n", image});
+  if (r.exit_code == 0) return "";
+  std::string problems;
+  std::istringstream in(r.out + r.err);
+  for (std::string line; std::getline(in, line);) {
+    // The banner, the file count, and the dirty bit with its consequences.
+    if (line.empty() || line.starts_with("fsck.fat ") ||
+        line.find(" files, ") != std::string::npos ||
+        line.find("Dirty bit is set") != std::string::npos ||
+        line.find("dirty bit") != std::string::npos ||
+        line.find("Leaving file system unchanged") != std::string::npos ||
+        line.starts_with(" Automatically removing"))
+      continue;
+    problems += (problems.empty() ? "" : "; ") + line;
+  }
+  return problems.empty() ? "" : "fsck.vfat -n: " + problems;
+}
+
+}  // namespace osup::powerloss

@@ -1,0 +1,52 @@
+// The checker on a real (tiny) osup disk: untouched it boots slot a and passes; a crash
+// state whose overlay damages slot a's root or the ESP fails, naming why.
+#include "powerloss/crash_check.h"
+
+#include <catch2/catch.hpp>
+
+#include "base/temp_dir.h"
+#include "format/gpt.h"
+#include "format/signature.h"
+#include "tests/support/test_support.h"
+
+using namespace osup;
+using namespace osup::powerloss;
+
+namespace {
+
+std::vector<std::byte> zeros(size_t sectors) { return std::vector<std::byte>(sectors * 512); }
+
+}  // namespace
+
+TEST_CASE("the crash checker passes an untouched disk and fails damaged roots and ESPs",
+          "[powerloss]") {
+  test::TempDir dir;
+  const test::TestKey key = test::make_key(dir / "key");
+  const test::TestImage img = test::build_tiny_image(dir.path(), Arch::x86_64, "1.0.0", key);
+  const gpt::Table t = gpt::read(img.disk);
+  const std::string log_path = dir / "writes.log";
+  {
+    WriteLogWriter w(log_path);
+    w.flush();                                             // entry 0
+    w.write(t.find("root-a")->start / 512 + 8, zeros(8));  // 1: a data block of root a
+    w.flush();                                             // 2
+    w.write(t.find("esp")->start / 512, zeros(1));         // 3: the FAT boot sector
+    w.flush();                                             // 4
+  }
+  WriteLog log(log_path);
+  CrashChecker checker(img.disk, log, sig::TrustStore::load_dir(key.trust_dir), dir / "work");
+
+  const Verdict clean = checker.check(CrashState{StateKind::flush, 1, {}, std::nullopt});
+  INFO((clean.failures.empty() ? std::string() : clean.failures.front()));
+  CHECK(clean.failures.empty());
+  CHECK(clean.boots == layout::Slot::a);
+
+  const Verdict root = checker.check(CrashState{StateKind::flush, 3, {}, std::nullopt});
+  REQUIRE(root.failures.size() == 1);
+  CHECK_THAT(root.failures[0], Catch::Contains("slot a is bootable but root"));
+
+  const Verdict esp = checker.check(CrashState{StateKind::flush, 5, {}, std::nullopt});
+  CHECK_FALSE(esp.boots.has_value());
+  CHECK_FALSE(esp.failures.empty());
+  CHECK(checker.counts().esp == 2);  // the first two states share the ESP
+}
