@@ -2,6 +2,8 @@
 # Installs what the tests need, builds everything, checks the style (scripts/lint.sh:
 # clang-format, clang-tidy) and runs the whole test suite (CTest labels: unit,
 # integration, qemu). Pass -L LABEL to run one tier, -LE qemu to skip the boots.
+# Tiers too slow for CI run only when named with -L: desktop (the GNOME image under
+# QEMU, scripts/test.sh -L desktop).
 # A style failure fails the run, after the tests (so they still report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +17,20 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)"
 lint=0
 ./scripts/lint.sh "$build" || lint=$?
-ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "$@"
+slow_tiers=desktop
+# Unless a -L names what to run, the slow tiers are left out (joined to the caller's -LE,
+# since CTest keeps only one exclusion regex).
+args=() exclude="" named=0
+while [ $# -gt 0 ]; do
+  case $1 in
+  -L | --label-regex) named=1; args+=("$1" "${2:?}"); shift 2 ;;
+  -LE | --label-exclude) exclude+="${exclude:+|}${2:?}"; shift 2 ;;
+  *) args+=("$1"); shift ;;
+  esac
+done
+[ $named = 1 ] || exclude="^($slow_tiers)\$${exclude:+|}$exclude"
+[ -z "$exclude" ] || args+=(-LE "$exclude")
+ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "${args[@]}"
 if [ "$lint" -ne 0 ]; then
   echo "test.sh: the tests ran, but scripts/lint.sh failed (see above)" >&2
   exit "$lint"
