@@ -43,19 +43,24 @@ def step(text):
 
 
 def sessions(vm):
-    """loginctl's sessions as (id, user, class, type, state) tuples."""
+    """loginctl's sessions as dicts: Id, Name (user), Class, Type, State."""
     out = vm.check(
         "for s in $(loginctl list-sessions --no-legend | awk '{print $1}'); do "
-        "echo \"$s $(loginctl show-session $s -p Name -p Class -p Type -p State --value | tr '\\n' ' ')\"; done"
+        "loginctl show-session $s -p Id -p Name -p Class -p Type -p State; echo; done"
     )
-    return [tuple(line.split()) for line in out.splitlines() if line.strip()]
+    found = []
+    for block in out.split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if props:
+            found.append(props)
+    return found
 
 
 def wait_for_session(vm, want_class, want_user, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for s in sessions(vm):
-            if len(s) >= 4 and s[2] == want_class and (want_user is None or s[1] == want_user):
+            if s.get("Class") == want_class and want_user in (None, s.get("Name")):
                 return s
         time.sleep(10)
     return None
@@ -65,7 +70,10 @@ def settle(vm, timeout):
     """Waits for the boot to finish; returns the failed units (names)."""
     vm.run(f"timeout {int(timeout)} systemctl is-system-running --wait", timeout=timeout + 30)
     out = vm.check("systemctl --failed --no-legend --plain | awk '{print $1}'")
-    return [u for u in out.split() if u]
+    failed = [u for u in out.split() if u]
+    for unit in failed:  # why, in the test's output
+        print(vm.run(f"journalctl -b -u {unit} --no-pager -n 15")[0], flush=True)
+    return failed
 
 
 def screenshot(vm, log_dir, name, png_out=None):
@@ -124,7 +132,7 @@ def main():
                      f"AutomaticLogin={USER}\\n' > /etc/gdm3/daemon.conf")
             vm.check("systemctl restart gdm")
             user = wait_for_session(vm, "user", USER, 900)
-            check(f"{USER} has a graphical session", user and user[3] in ("wayland", "x11"), str(sessions(vm)))
+            check(f"{USER} has a graphical session", user and user.get("Type") in ("wayland", "x11"), str(sessions(vm)))
             vm.check(f"echo 'kept across updates' > /home/{USER}/notes.txt")
             vm.check("flatpak remote-add --system --no-gpg-verify --if-not-exists osup-test "
                      "http://10.0.2.2:9/repo")
