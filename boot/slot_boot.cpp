@@ -12,7 +12,10 @@ std::string slot_cmdline(const Manifest& m, layout::Slot s) {
   const Digest d = digest_from_hex(m.verity.root_hash, "manifest verity.root_hash");
   std::string cmd = m.boot.cmdline;
   if (!cmd.empty()) cmd += ' ';
-  cmd += "roothash=" + m.verity.root_hash +
+  // "ro": the root is erofs on dm-verity. Without it systemd-gpt-auto-generator takes the
+  // root partition (no GPT read-only flag) as writable and systemd-remount-fs fails at
+  // every boot trying to remount it read-write.
+  cmd += "ro roothash=" + m.verity.root_hash +
          " systemd.verity_root_data=PARTUUID=" + layout::root_partition_uuid(d).str() +
          " systemd.verity_root_hash=PARTUUID=" + layout::verity_partition_uuid(d).str() +
          " osup.slot=" + layout::slot_char(s);
