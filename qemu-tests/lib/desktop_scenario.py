@@ -1,16 +1,15 @@
 #!/usr/bin/env python3
 """The desktop image under QEMU (driven by qemu-tests/desktop), with a graphics card:
 
-  1. v1 boots to GDM: the greeter's session is in loginctl and gdm is active; a
-     screendump shows a graphical screen (GNOME's initial setup or the login screen: no
-     user is baked into the image), saved as PNG; `systemctl --failed` is empty once the
-     boot is done;
+  1. v1 boots to GDM: the greeter's session is in loginctl (gnome-initial-setup's, as
+     no user is baked into the image) and gdm is active; a screendump shows a graphical
+     screen, saved as PNG; `systemctl --failed` is empty once the boot is done;
   2. a test user (the documented way: useradd, then GDM's automatic login in
      /etc/gdm3/daemon.conf, both on the data partition) logs in: a user session for it
      appears; files in its home and a Flatpak remote (system installation) are set up;
   3. `osup switch` to v2 (bundle on a second disk), reboot: v2 runs, the user is logged
      in again by GDM, its files and the Flatpak remote are there, nothing failed; a
-     second screendump shows the session.
+     second screendump is graphical (--screenshot keeps this one: docs/desktop.png).
 
     desktop_scenario.py DISK --bundles BUNDLES.img --v2 VER --v2-bundle NAME
                         [--arch A] [--log DIR] [--timeout S] [--screenshot PNG]
@@ -104,7 +103,7 @@ def main():
     ap.add_argument("--arch", default="x86_64")
     ap.add_argument("--log", default="/var/tmp/osup-desktop")
     ap.add_argument("--timeout", type=float, default=1800)
-    ap.add_argument("--screenshot", help="also write the greeter's screenshot here (docs/desktop.png)")
+    ap.add_argument("--screenshot", help="also write v2's screenshot here (docs/desktop.png)")
     a = ap.parse_args()
     log_dir = Path(a.log)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +123,7 @@ def main():
             check("systemctl --failed is empty after boot", not failed, " ".join(failed))
             print(f"boot to the greeter: {boot_s:.0f} s to a shell, greeter after "
                   f"{time.monotonic() - t0:.0f} s", flush=True)
-            ok, text, png, waited = screenshot(vm, log_dir, "greeter", a.screenshot)
+            ok, text, png, waited = screenshot(vm, log_dir, "greeter")
             check("the screen shows the greeter (graphical, not blank, not a console)", ok, text)
             print(f"screenshot after {waited:.0f} s more: {png}: {text}", flush=True)
             check("no user account is baked into the image",
@@ -161,14 +160,17 @@ def main():
                   json.dumps(status)[:400])
             user = wait_for_session(vm, "user", USER, a.timeout)
             check(f"{USER} is logged in again on v2", user, str(sessions(vm)))
+            print(f"sessions on v2: {sessions(vm)}", flush=True)
             check("the user's files are there",
                   vm.run(f"cat /home/{USER}/notes.txt")[0].strip() == "kept across updates")
             remotes = vm.run("flatpak remotes --system --columns=name")[0]
             check("the Flatpak remote configured on v1 is there", "osup-test" in remotes, remotes)
             failed = settle(vm, 900)
             check("systemctl --failed is empty on v2", not failed, " ".join(failed))
-            ok, text, png, waited = screenshot(vm, log_dir, "session-v2")
-            check("the screen shows the user's session", ok, text)
+            # What the screen shows then is GDM (its login screen, listing the user) or the
+            # user's shell: under TCG the automatic login's session may not be in front yet.
+            ok, text, png, waited = screenshot(vm, log_dir, "screen-v2", a.screenshot)
+            check("the screen on v2 is graphical (GDM or the user's session)", ok, text)
             print(f"screenshot after {waited:.0f} s more: {png}: {text}", flush=True)
             vm.sendline("systemctl poweroff")
     except VMError as e:
