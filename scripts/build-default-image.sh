@@ -2,16 +2,20 @@
 # Builds the default image, images/minimal.json (Debian 12 + osup), on a fresh Debian 12:
 # installs the dependencies, builds osup and its .deb, makes a development signing key
 # if there is none, and writes out/minimal-<version>-<arch>.{img,osup,manifest.json}.
-#   scripts/build-default-image.sh [x86_64|aarch64] [extra osup-build image options]
+#   scripts/build-default-image.sh [minimal|desktop] [x86_64|aarch64] [extra osup-build image options]
+# "desktop" builds images/desktop.json instead (GNOME; about 1 GB of packages, see
+# docs/desktop.md) into out/desktop-<version>-<arch>.*.
 # The osup .deb comes from scripts/build-deb.sh: for aarch64 it is cross-built with the
 # "aarch64" CMake preset in build-aarch64/ (see CMakePresets.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+image=minimal
+case ${1:-} in minimal | desktop) image=$1; shift ;; esac
 arch=${1:-x86_64}
 shift || true
 case "$arch" in
   x86_64|aarch64) ;;
-  *) echo "build-default-image: unknown arch '$arch'; use x86_64 or aarch64" >&2; exit 2 ;;
+  *) echo "build-default-image: unknown arch '$arch'; use x86_64 or aarch64 (after the image name minimal or desktop, if any)" >&2; exit 2 ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -33,5 +37,5 @@ if [ ! -f keys/osup.key ]; then
   "$build/builder/osup-build" keygen --out keys >/dev/null
 fi
 # --incremental: a second version (--version V) reuses the tree the hooks built.
-"$build/builder/osup-build" image images/minimal.json --key keys/osup.key --out out \
+"$build/builder/osup-build" image "images/$image.json" --key keys/osup.key --out out \
   --arch "$arch" --deb "$deb" --incremental "$@"

@@ -22,6 +22,7 @@ import itertools
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -85,6 +86,8 @@ class VM:
         echo: bool = False,
         host_ports: Sequence[int] = (),
         log_writes: Optional[Union[str, Path]] = None,
+        display: Optional[str] = None,
+        monitor_socket: Optional[Union[str, Path]] = None,
     ) -> None:
         self.image = Path(image)
         self.arch = arch
@@ -97,6 +100,8 @@ class VM:
         self.echo = echo  # copy the console to stderr as it arrives (debugging)
         self.host_ports = [int(p) for p in host_ports]  # host 127.0.0.1:P seen as 10.0.2.2:P
         self.log_writes = Path(log_writes) if log_writes else None  # run-vm --log-writes
+        self.display = display  # "std" or "virtio": a graphics card, seen through screendump()
+        self.monitor_socket = Path(monitor_socket) if monitor_socket else None
         self._proc: Optional[subprocess.Popen] = None
         self._buf = bytearray()
         self._pos = 0  # where the next expect() starts looking
@@ -123,7 +128,53 @@ class VM:
             cmd += ["--host-port", str(port)]
         if self.log_writes:
             cmd += ["--log-writes", str(self.log_writes)]
+        if self.display:
+            cmd += ["--display", self.display]
+        if self.monitor_socket:
+            cmd += ["--monitor-socket", str(self.monitor_socket)]
         return cmd
+
+    def monitor(self, command: str, timeout: float = 60) -> str:
+        """Runs a human-monitor command on the --monitor-socket; returns its output."""
+        if not self.monitor_socket:
+            raise VMError("the VM has no monitor socket; create it with monitor_socket=PATH")
+        deadline = time.monotonic() + timeout
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            while True:  # QEMU creates the socket a moment after it starts
+                try:
+                    sock.connect(str(self.monitor_socket))
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    if time.monotonic() > deadline:
+                        raise VMError(f"no QEMU monitor on {self.monitor_socket} within {timeout:.0f}s")
+                    time.sleep(0.5)
+            sock.settimeout(max(1.0, deadline - time.monotonic()))
+            out = bytearray()
+
+            def until_prompt() -> None:
+                while not out.endswith(b"(qemu) "):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        raise VMError(f"QEMU monitor closed during {command!r}")
+                    out.extend(chunk)
+
+            until_prompt()  # the banner
+            out.clear()
+            sock.sendall(command.encode() + b"\n")
+            until_prompt()
+        # The monitor echoes the command line with terminal escapes; keep what follows it.
+        text = out.decode(errors="replace").replace("\r", "")
+        return text.split("\n", 1)[1].rsplit("(qemu) ", 1)[0] if "\n" in text else ""
+
+    def screendump(self, path: Union[str, Path]) -> Path:
+        """Writes the guest's screen to path as PPM (the only format QEMU 7.2 writes
+        everywhere) and returns the path."""
+        path = Path(path).resolve()
+        path.unlink(missing_ok=True)
+        out = self.monitor(f"screendump {path}")
+        if not path.is_file():
+            raise VMError(f"screendump wrote no {path}: {out.strip()}")
+        return path
 
     def start(self) -> "VM":
         if self._proc is not None:
