@@ -75,7 +75,7 @@ TEST_CASE("image with secure_boot adds signed UKIs per slot and changes nothing 
         std::map<std::string, std::string> sec;
         for (const PeSection& s : pe.sections)
           sec[s.name] = uki.substr(s.raw_offset, s.virtual_size);
-        CHECK(sec[".cmdline"].starts_with("console=ttyS0 roothash=" + hash + " "));
+        CHECK(sec[".cmdline"].starts_with("console=ttyS0 ro roothash=" + hash + " "));
         CHECK(sec[".cmdline"].ends_with(std::string(" osup.slot=") + slot));
         CHECK(sec[".osrel"] == std::string("PRETTY_NAME=\"r 1.0 (slot ") + slot + ")\"\n");
         CHECK(sec[".linux"] == read_text_file(root + "/boot/vmlinuz-0.0.1-test"));
