@@ -25,20 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from screen import Screen  # noqa: E402
+from report import check, results, step  # noqa: E402
 from vm import VM, VMError  # noqa: E402
 
 USER = "tester"
-results = []
-
-
-def check(name, cond, detail=""):
-    results.append((name, bool(cond)))
-    print(f"{'ok  ' if cond else 'FAIL'} {name}" + ("" if cond else f": {detail}"), flush=True)
-    return bool(cond)
-
-
-def step(text):
-    print(f"--- {time.strftime('%H:%M:%S')} {text}", flush=True)
 
 
 def sessions(vm):

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import check, results, step  # noqa: E402
 from vm import VM, VMError  # noqa: E402
 
 # A file the boot never reads (so corrupting it cannot stop the boot) and that we can find.
@@ -44,17 +45,6 @@ CANARY = "/usr/share/common-licenses/GPL-3"
 BOOT_START = [rb"Linux version \d", rb"BdsDxe: loading", rb"EFI stub: "]
 KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\] .*(\n|$)", re.M)
 
-results = []
-
-
-def check(name, cond, detail=""):
-    results.append((name, bool(cond)))
-    print(f"{'ok  ' if cond else 'FAIL'} {name}" + ("" if cond else f": {detail}"), flush=True)
-    return bool(cond)
-
-
-def step(text):
-    print(f"--- {time.strftime('%H:%M:%S')} {text}", flush=True)
 
 
 class Guest:

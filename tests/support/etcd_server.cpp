@@ -33,12 +33,8 @@ std::string scratch_parent() { return fs::is_directory("/dev/shm") ? "/dev/shm" 
 // GET /health over a plain socket (this library does not link libcurl): true when the
 // member answers {"health":"true"}, which needs a leader.
 bool healthy(uint16_t port) {
-  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return false;
+  UniqueFd s = connect_loopback(port);
+  if (!s.valid()) return false;
   timeval tv{2, 0};
   ::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   const std::string req = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";

@@ -53,15 +53,6 @@ uint16_t pick_port() {
   return ntohs(a.sin_port);
 }
 
-bool can_connect(uint16_t port) {
-  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  return ::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-}
-
 void make_server_cert(const std::string& dir) {
   run_checked({"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                "-nodes", "-keyout", dir + "/server.key", "-out", dir + "/server.csr", "-subj",
@@ -158,7 +149,7 @@ void NginxServer::start() {
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) fail_errno("starting /usr/sbin/nginx (apt-get install nginx-light)", rc);
     for (int i = 0; i < 500; ++i) {  // up to 5 s
-      if (can_connect(port_)) return;
+      if (connect_loopback(port_).valid()) return;
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
@@ -216,6 +207,16 @@ std::vector<AccessEntry> NginxServer::wait_for_log(const std::string& uri, size_
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return got;
+}
+
+UniqueFd connect_loopback(uint16_t port) {
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
+  return s;
 }
 
 }  // namespace osup::test

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/fd.h"
 #include "tests/support/test_support.h"
 
 namespace osup::test {
@@ -97,5 +98,8 @@ class CutProxy {
 
 // A TCP port on 127.0.0.1 where nothing listens (bound once, then closed).
 [[nodiscard]] uint16_t closed_port();
+
+// A TCP connection to 127.0.0.1:port, or an invalid fd when nothing accepts it.
+[[nodiscard]] UniqueFd connect_loopback(uint16_t port);
 
 }  // namespace osup::test
