@@ -138,18 +138,7 @@ void EtcdCluster::spawn(size_t i) {
     args.insert(args.end(), {"--cert-file", dir_ / "tls/server.pem", "--key-file",
                              dir_ / "tls/server.key", "--trusted-ca-file", dir_ / "tls/ca.pem",
                              "--client-cert-auth", "--listen-metrics-urls", health});
-  std::vector<char*> argv;
-  argv.reserve(args.size() + 1);
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  const std::string log = dir_ / (m.name + ".log");
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  const int rc = ::posix_spawn(&m.pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) fail_errno("starting /usr/bin/etcd (apt-get install etcd-server)", rc);
+  m.pid = spawn_logged(std::move(args), dir_ / (m.name + ".log"), "etcd-server");
 }
 
 void EtcdCluster::wait_healthy(size_t i, double seconds) {

@@ -136,18 +136,7 @@ void NginxServer::start() {
     std::vector<std::string> args = {"/usr/sbin/nginx",  "-p", dir_.path(),         "-e",
                                      dir_ / "error.log", "-c", dir_ / "nginx.conf", "-g",
                                      "daemon off;"};
-    std::vector<char*> argv;
-    argv.reserve(args.size() + 1);
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    const std::string out = dir_ / "stderr.log";
-    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    const int rc = ::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) fail_errno("starting /usr/sbin/nginx (apt-get install nginx-light)", rc);
+    pid_ = spawn_logged(std::move(args), dir_ / "stderr.log", "nginx-light");
     for (int i = 0; i < 500; ++i) {  // up to 5 s
       if (connect_loopback(port_).valid()) return;
       int status = 0;
@@ -162,7 +151,7 @@ void NginxServer::start() {
       ::waitpid(pid_, nullptr, 0);
       pid_ = -1;
     }
-    why = last_line(slurp(dir_ / "error.log") + "\n" + slurp(out));
+    why = last_line(slurp(dir_ / "error.log") + "\n" + slurp(dir_ / "stderr.log"));
   }
   fail("nginx did not start: " + why);
 }
@@ -217,6 +206,23 @@ UniqueFd connect_loopback(uint16_t port) {
   a.sin_port = htons(port);
   if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
   return s;
+}
+
+pid_t spawn_logged(std::vector<std::string> args, const std::string& log,
+                   const std::string& package) {
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) fail_errno("starting " + args[0] + " (apt-get install " + package + ")", rc);
+  return pid;
 }
 
 }  // namespace osup::test

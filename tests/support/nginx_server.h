@@ -102,4 +102,9 @@ class CutProxy {
 // A TCP connection to 127.0.0.1:port, or an invalid fd when nothing accepts it.
 [[nodiscard]] UniqueFd connect_loopback(uint16_t port);
 
+// Starts args[0] with stdout and stderr appended to log; throws naming `package` (the
+// Debian package to install) when it cannot start. Returns the child's pid.
+[[nodiscard]] pid_t spawn_logged(std::vector<std::string> args, const std::string& log,
+                                 const std::string& package);
+
 }  // namespace osup::test
