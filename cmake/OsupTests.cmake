@@ -5,8 +5,8 @@ function(osup_add_tests target)
     return()
   endif()
   cmake_parse_arguments(T "" "LABEL" "SOURCES;LIBS" ${ARGN})
-  add_executable(${target} ${CMAKE_SOURCE_DIR}/tests/catch_main.cpp ${T_SOURCES})
-  target_link_libraries(${target} PRIVATE ${T_LIBS} osup_testsupport Catch2::Catch2)
+  add_executable(${target} ${T_SOURCES})
+  target_link_libraries(${target} PRIVATE ${T_LIBS} osup_testsupport osup_catch_main Catch2::Catch2)
   target_compile_definitions(${target} PRIVATE
     OSUP_SOURCE_DIR="${CMAKE_SOURCE_DIR}" OSUP_BINARY_DIR="${CMAKE_BINARY_DIR}")
   catch_discover_tests(${target}
