@@ -84,6 +84,12 @@ def screenshot(vm, log_dir, name, png_out=None, timeout=600):
     return ok, text, png, time.monotonic() - t0
 
 
+def display_for(arch):
+    # x86_64: std VGA (bochs-drm). aarch64's virt machine has no VGA, and ramfb is only
+    # the firmware's frame buffer: virtio-gpu gives GNOME Shell a real DRM/KMS device.
+    return "std" if arch == "x86_64" else "virtio"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("disk")
@@ -98,7 +104,8 @@ def main():
     log_dir = Path(a.log)
     log_dir.mkdir(parents=True, exist_ok=True)
     vm = VM(a.disk, arch=a.arch, extra_disks=[a.bundles], log_path=log_dir / "console-desktop.log",
-            memory_mib=4096, cpus=2, display="std", monitor_socket=log_dir / "monitor.sock")
+            memory_mib=4096, cpus=2, display=display_for(a.arch),
+            monitor_socket=log_dir / "monitor.sock")
     t0 = time.monotonic()
     try:
         with vm:
