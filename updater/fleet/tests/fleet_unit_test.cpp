@@ -130,6 +130,10 @@ TEST_CASE("slot wait: retries through busy and unreachable, never yes without a 
   CHECK(w.tries == 4);
   REQUIRE(lines.size() >= 2);
   CHECK_THAT(lines[0], Contains("etcd unreachable") && Contains("retrying"));
+  // Waiting is said once, naming who holds the slots.
+  CHECK(lines == std::vector<std::string>{lines[0], "reboot slots reachable again",
+                                          "all 2 reboot slots of group g are taken (by other); "
+                                          "waiting for one"});
 
   ScriptedSlots never({"down"});
   const auto t0 = std::chrono::steady_clock::now();
@@ -140,6 +144,14 @@ TEST_CASE("slot wait: retries through busy and unreachable, never yes without a 
 
   FleetMember m(never, nullptr, {"g", "m1", 2}, {0.01, 0.05, 0.2});
   CHECK_THAT(m.begin("2.0.0"), Contains("no reboot slot of group g came free"));
+}
+
+TEST_CASE("slot wait: the waiting line names the holders, or the server's reason", "[unit]") {
+  CHECK(busy_line({"office", "m1", 2}, {false, -1, {"m-17", "m-42"}, ""}) ==
+        "all 2 reboot slots of group office are taken (by m-17, m-42); waiting for one");
+  CHECK(busy_line({"workers", "m1", 1}, {false, -1, {}, "failed_lock: semaphore full"}) ==
+        "no reboot slot of group workers is free now (the server says failed_lock: semaphore "
+        "full); waiting for one");
 }
 
 TEST_CASE("fleet trial file: saved across the reboot, damaged one named", "[unit]") {

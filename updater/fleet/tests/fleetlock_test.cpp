@@ -18,8 +18,10 @@ TEST_CASE("FleetLock: pre-reboot takes a slot, steady-state gives it back", "[in
   const SlotRequest a{"workers", "node-a", 1}, b{"workers", "node-b", 1};
   CHECK(slots.try_acquire(a).held);
   CHECK(slots.try_acquire(a).held);  // the server treats a holder's retry as a success
-  CHECK_FALSE(slots.try_acquire(b).held);
+  const SlotAnswer no = slots.try_acquire(b);
+  CHECK_FALSE(no.held);
   CHECK_THAT(slots.last_refusal(), Contains("failed_lock"));
+  CHECK(no.refusal == slots.last_refusal());
   CHECK(server.holders("workers") == std::set<std::string>{"node-a"});
   slots.release(a);
   CHECK(slots.try_acquire(b).held);
