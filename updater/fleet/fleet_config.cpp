@@ -91,8 +91,9 @@ HttpOptions etcd_http(const FleetConfig& c) {
 void check_fleet_config(const FleetConfig& c, const std::string& what) {
   using B = FleetConfig::Backend;
   if (c.backend == B::none) {
-    for (const auto& [key, set] : {std::pair{"fleet_endpoints", !c.endpoints.empty()},
-                                   std::pair{"fleet_health_endpoints", !c.health_endpoints.empty()}})
+    for (const auto& [key, set] :
+         {std::pair{"fleet_endpoints", !c.endpoints.empty()},
+          std::pair{"fleet_health_endpoints", !c.health_endpoints.empty()}})
       if (set)
         fail(what + ": " + key +
              " is set but fleet is not; add 'fleet = etcd' or 'fleet = fleetlock'");

@@ -31,8 +31,8 @@ json fleet_status_json(const FleetConfig& c) {
   const bool own_slots = c.backend == FleetConfig::Backend::etcd;
   return {{"group", c.group},
           {"slots", own_slots ? json(c.slots) : json(nullptr)},
-          {"holders", own_slots ? json(EtcdRebootSlots(etcd, c.lease_ttl_s).holders(c.group))
-                                : json(nullptr)},
+          {"holders",
+           own_slots ? json(EtcdRebootSlots(etcd, c.lease_ttl_s).holders(c.group)) : json(nullptr)},
           {"releases", releases}};
 }
 

@@ -29,8 +29,8 @@ std::string describe(const HealthThreshold& t) {
   std::string out;
   if (t.halt_after_failures) out = "after " + std::to_string(*t.halt_after_failures) + " failures";
   if (t.halt_failure_percent)
-    out += (out.empty() ? "at " : " or at ") + std::to_string(*t.halt_failure_percent) +
-           "% failures";
+    out +=
+        (out.empty() ? "at " : " or at ") + std::to_string(*t.halt_failure_percent) + "% failures";
   return out;
 }
 

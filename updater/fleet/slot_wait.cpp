@@ -12,8 +12,7 @@ namespace osup::fleet {
 std::string busy_line(const SlotRequest& r, const SlotAnswer& a) {
   std::string line;
   if (!a.holders.empty()) {
-    line = "all " + std::to_string(r.max) + " reboot slots of group " + r.group +
-           " are taken (by ";
+    line = "all " + std::to_string(r.max) + " reboot slots of group " + r.group + " are taken (by ";
     for (size_t i = 0; i < a.holders.size(); ++i) line += (i ? ", " : "") + a.holders[i];
     line += ")";
   } else {

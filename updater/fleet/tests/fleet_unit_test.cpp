@@ -58,14 +58,15 @@ TEST_CASE("update.conf: fleet keys, and unclear settings refused naming the line
 TEST_CASE("update.conf: FleetLock with rollout health on etcd, and what does not go with it",
           "[unit]") {
   const std::string lock = "fleet = fleetlock\nfleet_endpoints = https://airlock:3333\n";
-  const UpdateConfig c = parse_update_config(
-      lock + "fleet_health_endpoints = https://e1:2379, https://e2:2379\n" +
-          "etcd_ca = /ca.pem\netcd_cert = /c.pem\netcd_key = /c.key\n",
-      "u.conf");
+  const UpdateConfig c =
+      parse_update_config(lock + "fleet_health_endpoints = https://e1:2379, https://e2:2379\n" +
+                              "etcd_ca = /ca.pem\netcd_cert = /c.pem\netcd_key = /c.key\n",
+                          "u.conf");
   CHECK(health_store(c.fleet) == std::vector<std::string>{"https://e1:2379", "https://e2:2379"});
   CHECK(health_store(parse_update_config(lock, "u.conf").fleet).empty());
-  CHECK(health_store(parse_update_config("fleet = etcd\nfleet_endpoints = http://e:1\n", "u")
-                         .fleet) == std::vector<std::string>{"http://e:1"});
+  CHECK(health_store(
+            parse_update_config("fleet = etcd\nfleet_endpoints = http://e:1\n", "u").fleet) ==
+        std::vector<std::string>{"http://e:1"});
 
   CHECK_THROWS_WITH(parse_update_config(lock + "fleet_slots = 3\n", "u.conf"),
                     Contains("u.conf: with fleet = fleetlock the FleetLock server sets the number "

@@ -4,9 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include "base/error.h"
+#include "tests/support/etcd_server.h"
 #include "tests/support/fleetlock_server.h"
 #include "tests/support/nginx_server.h"
-#include "tests/support/etcd_server.h"
 #include "updater/fleet/fleet_member.h"
 #include "updater/fleet/fleet_status.h"
 #include "updater/fleet/fleet_update.h"
