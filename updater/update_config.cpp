@@ -42,7 +42,8 @@ UpdateConfig parse_update_config(const std::string& text, const std::string& wha
     } else if (!parse_fleet_key(c.fleet, key, value, where)) {
       fail(where + ": unknown key '" + key +
            "'; known keys are channel, ca, timer, fleet, fleet_endpoints, fleet_group, "
-           "fleet_slots, fleet_lease_ttl, fleet_slot_wait, etcd_ca, etcd_cert, etcd_key");
+           "fleet_slots, fleet_health_endpoints, fleet_lease_ttl, fleet_slot_wait, etcd_ca, "
+           "etcd_cert, etcd_key");
     }
   }
   check_fleet_config(c.fleet, what);

@@ -1,4 +1,5 @@
-// CutProxy (nginx_server.h): one thread accepting, one per connection forwarding.
+// CutProxy (nginx_server.h): one thread accepting (LoopbackAcceptor), one per connection
+// forwarding.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -55,27 +56,19 @@ struct HeaderEnd {
 }  // namespace
 
 CutProxy::CutProxy(uint16_t upstream, std::vector<uint64_t> cuts, bool stall)
-    : upstream_(upstream), cuts_(std::move(cuts)), stall_(stall) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a = loopback(0);
-  socklen_t len = sizeof a;
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::listen(listen_fd_, 16) != 0 ||
-      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    fail_errno("cut proxy: listening on 127.0.0.1", errno);
-  port_ = ntohs(a.sin_port);
-  acceptor_ = std::thread([this] { accept_loop(); });
-}
+    : upstream_(upstream),
+      cuts_(std::move(cuts)),
+      stall_(stall),
+      acceptor_("cut proxy", [this](UniqueFd c) { accept(std::move(c)); }) {}
 
 CutProxy::~CutProxy() {
   stop_ = true;
-  acceptor_.join();
+  acceptor_.stop();  // before the joins: it adds threads
   for (std::thread& t : threads_) t.join();
-  ::close(listen_fd_);
 }
 
 std::string CutProxy::url(const std::string& path) const {
-  return "http://127.0.0.1:" + std::to_string(port_) + path;
+  return "http://127.0.0.1:" + std::to_string(port()) + path;
 }
 
 std::vector<uint64_t> CutProxy::body_bytes() const {
@@ -83,24 +76,18 @@ std::vector<uint64_t> CutProxy::body_bytes() const {
   return body_;
 }
 
-void CutProxy::accept_loop() {
-  while (!stop_) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (::poll(&p, 1, 50) <= 0) continue;
-    const int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;
-    size_t index = 0;
-    {
-      std::lock_guard lk(m_);
-      index = body_.size();
-      body_.push_back(0);
-    }
-    threads_.emplace_back([this, client, index] { forward(client, index); });
+void CutProxy::accept(UniqueFd client) {
+  size_t index = 0;
+  {
+    std::lock_guard lk(m_);
+    index = body_.size();
+    body_.push_back(0);
   }
+  threads_.emplace_back(
+      [this, c = std::move(client), index]() mutable { forward(std::move(c), index); });
 }
 
-void CutProxy::forward(int client_fd, size_t index) {
-  UniqueFd client(client_fd);
+void CutProxy::forward(UniqueFd client, size_t index) {
   UniqueFd server(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in a = loopback(upstream_);
   if (::connect(server.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;

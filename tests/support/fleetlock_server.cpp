@@ -1,9 +1,6 @@
 #include "tests/support/fleetlock_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -57,27 +54,13 @@ std::string read_request(int fd) {
 
 }  // namespace
 
-FleetLockServer::FleetLockServer(int slots) : slots_(slots) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::listen(listen_fd_, 64) != 0 ||
-      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    fail_errno("starting the FleetLock test server", errno);
-  port_ = ntohs(a.sin_port);
-  thread_ = std::thread([this] { serve(); });
-}
+FleetLockServer::FleetLockServer(int slots)
+    : slots_(slots),
+      acceptor_("FleetLock test server", [this](UniqueFd c) { serve(std::move(c)); }) {}
 
-FleetLockServer::~FleetLockServer() {
-  stop_ = true;
-  thread_.join();
-  ::close(listen_fd_);
+std::string FleetLockServer::url() const {
+  return "http://127.0.0.1:" + std::to_string(acceptor_.port());
 }
-
-std::string FleetLockServer::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
 std::set<std::string> FleetLockServer::holders(const std::string& group) const {
   std::lock_guard lock(m_);
@@ -85,15 +68,9 @@ std::set<std::string> FleetLockServer::holders(const std::string& group) const {
   return it == held_.end() ? std::set<std::string>{} : it->second;
 }
 
-void FleetLockServer::serve() {
-  while (!stop_) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
-    UniqueFd c(::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC));
-    if (c.get() < 0) continue;
-    const std::string out = answer(read_request(c.get()));
-    (void)!::write(c.get(), out.data(), out.size());
-  }
+void FleetLockServer::serve(UniqueFd client) {
+  const std::string out = answer(read_request(client.get()));
+  (void)!::write(client.get(), out.data(), out.size());
 }
 
 std::string FleetLockServer::answer(const std::string& request) {

@@ -12,14 +12,14 @@
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
+
+#include "tests/support/loopback_acceptor.h"
 
 namespace osup::test {
 
 class FleetLockServer {
  public:
   explicit FleetLockServer(int slots);
-  ~FleetLockServer();
   FleetLockServer(const FleetLockServer&) = delete;
   FleetLockServer& operator=(const FleetLockServer&) = delete;
 
@@ -28,16 +28,13 @@ class FleetLockServer {
   [[nodiscard]] int bad_requests() const { return bad_.load(); }
 
  private:
-  void serve();
+  void serve(UniqueFd client);
   std::string answer(const std::string& request);
   int slots_;
-  int listen_fd_ = -1;
-  uint16_t port_ = 0;
-  std::atomic<bool> stop_ = false;
   std::atomic<int> bad_ = 0;
   mutable std::mutex m_;
   std::map<std::string, std::set<std::string>> held_;
-  std::thread thread_;
+  LoopbackAcceptor acceptor_;  // last: its thread starts once the rest is built
 };
 
 }  // namespace osup::test

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "tests/support/loopback_acceptor.h"
 #include "tests/support/test_support.h"
 
 namespace osup::test {
@@ -76,24 +77,22 @@ class CutProxy {
   CutProxy(const CutProxy&) = delete;
   CutProxy& operator=(const CutProxy&) = delete;
 
-  [[nodiscard]] uint16_t port() const { return port_; }
+  [[nodiscard]] uint16_t port() const { return acceptor_.port(); }
   [[nodiscard]] std::string url(const std::string& path) const;
   // Body bytes that reached the client, per connection so far.
   [[nodiscard]] std::vector<uint64_t> body_bytes() const;
 
  private:
-  void accept_loop();
-  void forward(int client, size_t index);
+  void accept(UniqueFd client);
+  void forward(UniqueFd client, size_t index);
   uint16_t upstream_;
   std::vector<uint64_t> cuts_;
   bool stall_;
-  int listen_fd_ = -1;
-  uint16_t port_ = 0;
   std::atomic<bool> stop_ = false;
   mutable std::mutex m_;
   std::vector<uint64_t> body_;
   std::vector<std::thread> threads_;
-  std::thread acceptor_;
+  LoopbackAcceptor acceptor_;  // last: its thread starts once the rest is built
 };
 
 // A TCP port on 127.0.0.1 where nothing listens (bound once, then closed).

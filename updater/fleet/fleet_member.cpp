@@ -15,7 +15,14 @@ namespace fs = std::filesystem;
 namespace osup::fleet {
 
 std::string FleetMember::check(const std::string& version, const HealthThreshold& t) {
-  if (!health_) return "";
+  if (!health_) {
+    // The publisher asked for a rollout that stops itself; a machine that cannot see the
+    // failures must not join it blind.
+    if (!t.halt_after_failures && !t.halt_failure_percent) return "";
+    return "not starting " + version + ": the channel halts its rollout " + describe(t) +
+           ", but this machine keeps no rollout health (FleetLock has no place for it); set "
+           "fleet_health_endpoints to the etcd that keeps it (docs/fleet.md)";
+  }
   try {
     return health_->refusal(version, t);
   } catch (const Error& e) {

@@ -13,16 +13,11 @@ using nlohmann::json;
 namespace osup::fleet {
 
 json fleet_status_json(const FleetConfig& c) {
-  if (c.backend != FleetConfig::Backend::etcd)
+  if (health_store(c).empty())
     fail(
-        "osup fleet status reads etcd: set 'fleet = etcd' and fleet_endpoints in update.conf "
-        "(a FleetLock server keeps its state to itself)");
-  HttpOptions http;
-  http.ca_file = c.etcd_ca;
-  http.client_cert = c.etcd_cert;
-  http.client_key = c.etcd_key;
-  EtcdClient etcd({c.endpoints, http});
-  EtcdRebootSlots slots(etcd, c.lease_ttl_s);
+        "osup fleet status reads etcd: set 'fleet = etcd' and fleet_endpoints in update.conf, or "
+        "fleet_health_endpoints beside 'fleet = fleetlock'");
+  EtcdClient etcd({health_store(c), etcd_http(c)});
   RolloutHealth health(etcd, c.group);
   json releases = json::object();
   for (const auto& [version, t] : health.all())
@@ -32,19 +27,27 @@ json fleet_status_json(const FleetConfig& c) {
                          {"good", t.good},
                          {"rolled_back", t.rolled_back},
                          {"halted", t.halted}};
+  // A FleetLock server keeps its slots to itself: null, not an empty list.
+  const bool own_slots = c.backend == FleetConfig::Backend::etcd;
   return {{"group", c.group},
-          {"slots", c.slots},
-          {"holders", slots.holders(c.group)},
+          {"slots", own_slots ? json(c.slots) : json(nullptr)},
+          {"holders",
+           own_slots ? json(EtcdRebootSlots(etcd, c.lease_ttl_s).holders(c.group)) : json(nullptr)},
           {"releases", releases}};
 }
 
 void print_fleet_status(const json& j) {
-  const auto holders = j["holders"].get<std::vector<std::string>>();
-  std::printf("group %s: %zu of %d reboot slots held", j["group"].get<std::string>().c_str(),
-              holders.size(), j["slots"].get<int>());
-  for (size_t i = 0; i < holders.size(); ++i)
-    std::printf("%s%s", i ? ", " : " (", holders[i].c_str());
-  std::printf("%s\n", holders.empty() ? "" : ")");
+  if (j["holders"].is_null()) {
+    std::printf("group %s: reboot slots kept by the FleetLock server\n",
+                j["group"].get<std::string>().c_str());
+  } else {
+    const auto holders = j["holders"].get<std::vector<std::string>>();
+    std::printf("group %s: %zu of %d reboot slots held", j["group"].get<std::string>().c_str(),
+                holders.size(), j["slots"].get<int>());
+    for (size_t i = 0; i < holders.size(); ++i)
+      std::printf("%s%s", i ? ", " : " (", holders[i].c_str());
+    std::printf("%s\n", holders.empty() ? "" : ")");
+  }
   if (j["releases"].empty()) std::printf("no release records yet\n");
   for (const auto& [v, r] : j["releases"].items())
     std::printf(

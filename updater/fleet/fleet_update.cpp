@@ -16,17 +16,15 @@ std::unique_ptr<Fleet> join_fleet(const FleetConfig& c, const std::string& machi
     fail("a fleet needs this machine's id: /etc/machine-id is missing (pass --machine-id ID)");
   auto f = std::make_unique<Fleet>();
   f->config = c;
-  HttpOptions http;
-  http.ca_file = c.etcd_ca;
-  http.client_cert = c.etcd_cert;
-  http.client_key = c.etcd_key;
-  if (c.backend == FleetConfig::Backend::etcd) {
-    f->etcd = std::make_unique<EtcdClient>(EtcdOptions{c.endpoints, http});
-    f->slots = std::make_unique<EtcdRebootSlots>(*f->etcd, c.lease_ttl_s);
+  if (const std::vector<std::string>& store = health_store(c); !store.empty()) {
+    f->etcd = std::make_unique<EtcdClient>(EtcdOptions{store, etcd_http(c)});
     f->health = std::make_unique<RolloutHealth>(*f->etcd, c.group);
-  } else {
-    f->slots = std::make_unique<FleetLockSlots>(c.endpoints.front(), http);
   }
+  // The etcd_* certificates are etcd's: a FleetLock server is checked against the system CAs.
+  if (c.backend == FleetConfig::Backend::etcd)
+    f->slots = std::make_unique<EtcdRebootSlots>(*f->etcd, c.lease_ttl_s);
+  else
+    f->slots = std::make_unique<FleetLockSlots>(c.endpoints.front(), HttpOptions{});
   WaitPolicy wait;
   wait.max_wait_s = c.slot_wait_s;
   f->member = std::make_unique<FleetMember>(*f->slots, f->health.get(),

@@ -21,9 +21,9 @@ namespace osup::fleet {
 
 struct Fleet {
   FleetConfig config;
-  std::unique_ptr<EtcdClient> etcd;  // null for FleetLock
+  std::unique_ptr<EtcdClient> etcd;  // null for FleetLock without fleet_health_endpoints
   std::unique_ptr<RebootSlots> slots;
-  std::unique_ptr<RolloutHealth> health;  // null for FleetLock
+  std::unique_ptr<RolloutHealth> health;  // null when etcd is
   std::unique_ptr<FleetMember> member;
 };
 

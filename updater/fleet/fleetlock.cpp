@@ -34,7 +34,9 @@ SlotAnswer FleetLockSlots::try_acquire(const SlotRequest& r) {
     refusal_ = j.value("kind", "") + ": " + j.value("value", "");
   } catch (const json::exception&) {
   }
-  return {};
+  SlotAnswer no;
+  no.refusal = refusal_;
+  return no;
 }
 
 void FleetLockSlots::release(const SlotRequest& r) {

@@ -20,6 +20,7 @@ struct SlotAnswer {
   bool held = false;                 // this machine holds a slot now
   int slot = -1;                     // which one, when the backend says (etcd)
   std::vector<std::string> holders;  // who holds the slots, when the backend says
+  std::string refusal;               // why not, in the backend's words (FleetLock)
 };
 
 class RebootSlots {

@@ -25,6 +25,15 @@ std::optional<MachineState> parse_machine_state(const std::string& s) {
   return std::nullopt;
 }
 
+std::string describe(const HealthThreshold& t) {
+  std::string out;
+  if (t.halt_after_failures) out = "after " + std::to_string(*t.halt_after_failures) + " failures";
+  if (t.halt_failure_percent)
+    out +=
+        (out.empty() ? "at " : " or at ") + std::to_string(*t.halt_failure_percent) + "% failures";
+  return out;
+}
+
 std::string over_threshold(const ReleaseTally& t, const HealthThreshold& h) {
   const std::string failed = std::to_string(t.rolled_back) + " of " + std::to_string(t.started()) +
                              " machines that tried it rolled back";

@@ -24,6 +24,9 @@ struct HealthThreshold {
   std::optional<int> halt_failure_percent;  // halt once rolled back / started >= this %
 };
 
+// "after 3 failures", "at 5% failures", "after 3 failures or at 5% failures".
+[[nodiscard]] std::string describe(const HealthThreshold& t);
+
 struct ReleaseTally {
   int waiting = 0, trying = 0, good = 0, rolled_back = 0;
   bool halted = false;

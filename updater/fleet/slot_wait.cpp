@@ -9,6 +9,19 @@
 
 namespace osup::fleet {
 
+std::string busy_line(const SlotRequest& r, const SlotAnswer& a) {
+  std::string line;
+  if (!a.holders.empty()) {
+    line = "all " + std::to_string(r.max) + " reboot slots of group " + r.group + " are taken (by ";
+    for (size_t i = 0; i < a.holders.size(); ++i) line += (i ? ", " : "") + a.holders[i];
+    line += ")";
+  } else {
+    line = "no reboot slot of group " + r.group + " is free now";
+    if (!a.refusal.empty()) line += " (the server says " + a.refusal + ")";
+  }
+  return line + "; waiting for one";
+}
+
 WaitOutcome wait_for_slot(RebootSlots& slots, const SlotRequest& r, const WaitPolicy& p,
                           const Log& log) {
   using clock = std::chrono::steady_clock;
@@ -32,8 +45,7 @@ WaitOutcome wait_for_slot(RebootSlots& slots, const SlotRequest& r, const WaitPo
     out.waited_s = std::chrono::duration<double>(clock::now() - t0).count();
     if (out.answer.held || out.waited_s >= p.max_wait_s) return out;
     if (!said_waiting && out.last_error.empty() && log) {
-      log("all " + std::to_string(r.max) + " reboot slots of group " + r.group +
-          " are taken; waiting for one");
+      log(busy_line(r, out.answer));
       said_waiting = true;
     }
     const double left = p.max_wait_s - out.waited_s;

@@ -23,6 +23,10 @@ struct WaitOutcome {
   std::string last_error;  // the backend's last failure, when it failed
 };
 
+// The line that says a machine waits, naming who holds the slots (etcd) or the server's
+// reason (FleetLock).
+[[nodiscard]] std::string busy_line(const SlotRequest& r, const SlotAnswer& a);
+
 // log (may be empty) gets one line when the wait starts and whenever the backend's
 // state changes (unreachable, reachable again).
 using Log = std::function<void(const std::string&)>;

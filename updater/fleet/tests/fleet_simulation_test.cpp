@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "format/channel.h"
 #include "tests/support/etcd_server.h"
@@ -36,19 +37,34 @@ void write_channel(const std::string& dir, std::optional<int> halt_after_failure
   std::ofstream(dir + "/index.json") << idx.to_json();
 }
 
+// What both runs share: one etcd member, the channel served by nginx, options aimed at them.
+struct SimFleet {
+  test::EtcdCluster etcd{1};
+  test::TempDir channel;
+  std::optional<test::NginxServer> nginx;
+  sim::SimOptions o;
+
+  SimFleet(int machines, std::optional<int> halt_after_failures) {
+    write_channel(channel.path(), halt_after_failures);
+    nginx.emplace(channel.path());
+    o.endpoints = etcd.endpoints();
+    o.channel_url = nginx->url("/");
+    o.machines = machines;
+    o.slots = 10;
+  }
+  // etcd's revision history of the run.
+  sim::History history() {
+    fleet::EtcdClient c({etcd.endpoints(), {}});
+    return sim::check_history(c, o.group, "2.0.0");
+  }
+};
+
 }  // namespace
 
 TEST_CASE("fleet simulation: 1000 machines, 10 reboot slots, never more than 10 at once",
           "[fleet]") {
-  test::EtcdCluster etcd(1);
-  test::TempDir channel;
-  write_channel(channel.path(), 3);
-  test::NginxServer nginx(channel.path());
-  sim::SimOptions o;
-  o.endpoints = etcd.endpoints();
-  o.channel_url = nginx.url("/");
-  o.machines = 1000;
-  o.slots = 10;
+  SimFleet f(1000, 3);
+  sim::SimOptions& o = f.o;
   o.boot_s = 0.2;
   o.start_spread_s = 2;
   o.wait = {0.2, 5, 600};  // 990 waiters polling every few seconds find a freed slot at once
@@ -56,8 +72,7 @@ TEST_CASE("fleet simulation: 1000 machines, 10 reboot slots, never more than 10 
   for (size_t i = 0; i < std::min<size_t>(r.errors.size(), 5); ++i) UNSCOPED_INFO(r.errors[i]);
   CHECK(r.errors.empty());
   CHECK(r.good == 1000);
-  fleet::EtcdClient c({etcd.endpoints(), {}});
-  const sim::History h = sim::check_history(c, o.group, "2.0.0");
+  const sim::History h = f.history();
   CHECK(h.max_held <= 10);
   CHECK(h.max_trying <= 10);
   CHECK(h.max_trying >= 5);  // the slots were used, not one machine at a time
@@ -71,23 +86,15 @@ TEST_CASE("fleet simulation: 1000 machines, 10 reboot slots, never more than 10 
 }
 
 TEST_CASE("fleet simulation: a bad release (3 of the first 10 fail) halts its rollout", "[fleet]") {
-  test::EtcdCluster etcd(1);
-  test::TempDir channel;
-  write_channel(channel.path(), 3);
-  test::NginxServer nginx(channel.path());
-  sim::SimOptions o;
-  o.endpoints = etcd.endpoints();
-  o.channel_url = nginx.url("/");
-  o.machines = 200;
-  o.slots = 10;
+  SimFleet f(200, 3);
+  sim::SimOptions& o = f.o;
   o.boot_s = 1.0;
   o.fail_s = 0.05;
   o.fail_starts = {1, 4, 7};
   const sim::SimResult r = sim::run_fleet(o);
   CHECK(r.errors.empty());
   CHECK(r.rolled_back == 3);
-  fleet::EtcdClient c({etcd.endpoints(), {}});
-  const sim::History h = sim::check_history(c, o.group, "2.0.0");
+  const sim::History h = f.history();
   REQUIRE(h.halt_revision > 0);
   CHECK(h.last_trying_revision < h.halt_revision);  // nobody started it after the halt
   // Slots freed by the first two failures may go to others before the third one lands.

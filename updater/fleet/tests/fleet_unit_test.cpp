@@ -55,6 +55,34 @@ TEST_CASE("update.conf: fleet keys, and unclear settings refused naming the line
                     Contains("u.conf line 1: unknown key 'fleet_slot'"));
 }
 
+TEST_CASE("update.conf: FleetLock with rollout health on etcd, and what does not go with it",
+          "[unit]") {
+  const std::string lock = "fleet = fleetlock\nfleet_endpoints = https://airlock:3333\n";
+  const UpdateConfig c =
+      parse_update_config(lock + "fleet_health_endpoints = https://e1:2379, https://e2:2379\n" +
+                              "etcd_ca = /ca.pem\netcd_cert = /c.pem\netcd_key = /c.key\n",
+                          "u.conf");
+  CHECK(health_store(c.fleet) == std::vector<std::string>{"https://e1:2379", "https://e2:2379"});
+  CHECK(health_store(parse_update_config(lock, "u.conf").fleet).empty());
+  CHECK(health_store(
+            parse_update_config("fleet = etcd\nfleet_endpoints = http://e:1\n", "u").fleet) ==
+        std::vector<std::string>{"http://e:1"});
+
+  CHECK_THROWS_WITH(parse_update_config(lock + "fleet_slots = 3\n", "u.conf"),
+                    Contains("u.conf: with fleet = fleetlock the FleetLock server sets the number "
+                             "of reboot slots; drop fleet_slots"));
+  CHECK_THROWS_WITH(parse_update_config(lock + "etcd_ca = /ca.pem\n", "u.conf"),
+                    Contains("etcd_ca, etcd_cert and etcd_key are for etcd"));
+  CHECK_THROWS_WITH(parse_update_config("fleet = etcd\nfleet_endpoints = http://e:1\n"
+                                        "fleet_health_endpoints = http://h:1\n",
+                                        "u.conf"),
+                    Contains("fleet = etcd keeps rollout health on its fleet_endpoints"));
+  CHECK_THROWS_WITH(parse_update_config("fleet_health_endpoints = http://h:1\n", "u.conf"),
+                    Contains("fleet_health_endpoints is set but fleet is not"));
+  CHECK_THROWS_WITH(parse_update_config(lock + "fleet_health_endpoints = h:1\n", "u.conf"),
+                    Contains("line 3: fleet_health_endpoints wants http:// or https:// URLs"));
+}
+
 TEST_CASE("halt threshold: a count or a share of the machines that started", "[unit]") {
   ReleaseTally t;
   t.good = 7;
@@ -130,6 +158,10 @@ TEST_CASE("slot wait: retries through busy and unreachable, never yes without a 
   CHECK(w.tries == 4);
   REQUIRE(lines.size() >= 2);
   CHECK_THAT(lines[0], Contains("etcd unreachable") && Contains("retrying"));
+  // Waiting is said once, naming who holds the slots.
+  CHECK(lines == std::vector<std::string>{lines[0], "reboot slots reachable again",
+                                          "all 2 reboot slots of group g are taken (by other); "
+                                          "waiting for one"});
 
   ScriptedSlots never({"down"});
   const auto t0 = std::chrono::steady_clock::now();
@@ -140,6 +172,27 @@ TEST_CASE("slot wait: retries through busy and unreachable, never yes without a 
 
   FleetMember m(never, nullptr, {"g", "m1", 2}, {0.01, 0.05, 0.2});
   CHECK_THAT(m.begin("2.0.0"), Contains("no reboot slot of group g came free"));
+}
+
+TEST_CASE("slot wait: the waiting line names the holders, or the server's reason", "[unit]") {
+  CHECK(busy_line({"office", "m1", 2}, {false, -1, {"m-17", "m-42"}, ""}) ==
+        "all 2 reboot slots of group office are taken (by m-17, m-42); waiting for one");
+  CHECK(busy_line({"workers", "m1", 1}, {false, -1, {}, "failed_lock: semaphore full"}) ==
+        "no reboot slot of group workers is free now (the server says failed_lock: semaphore "
+        "full); waiting for one");
+}
+
+TEST_CASE("no rollout health (FleetLock alone): a release with a halt threshold is refused",
+          "[unit]") {
+  ScriptedSlots s({"held"});
+  FleetMember m(s, nullptr, {"g", "m1", 1}, {0.01, 0.02, 1});
+  CHECK(m.check("2.0.0", {}).empty());
+  CHECK(m.check("2.0.0", {3, 5}) ==
+        "not starting 2.0.0: the channel halts its rollout after 3 failures or at 5% failures, "
+        "but this machine keeps no rollout health (FleetLock has no place for it); set "
+        "fleet_health_endpoints to the etcd that keeps it (docs/fleet.md)");
+  CHECK_THAT(m.check("2.0.0", {std::nullopt, 5}), Contains("halts its rollout at 5% failures,"));
+  CHECK(s.tries == 0);  // refused before asking for a slot
 }
 
 TEST_CASE("fleet trial file: saved across the reboot, damaged one named", "[unit]") {

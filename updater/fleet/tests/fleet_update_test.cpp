@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/etcd_server.h"
+#include "tests/support/fleetlock_server.h"
 #include "tests/support/nginx_server.h"
 #include "tests/support/test_support.h"
 #include "updater/fleet/etcd_reboot_slots.h"
@@ -120,6 +121,18 @@ TEST_CASE("osup update in a fleet: a halted release is not downloaded, and says 
              Contains("not starting 2.0.0: its rollout in group lab is halted: 2 of 2 machines"));
   CHECK(nginx.access_log("/bundles/tiny-2.0.0-x86_64.osup").empty());
   CHECK(EtcdRebootSlots(c, 60).holders("lab").empty());
+
+  // FleetLock alone keeps no rollout health: a release that asks to halt is not started.
+  test::FleetLockServer lock(1);
+  std::ofstream(ch.conf) << "fleet = fleetlock\nfleet_endpoints = " << lock.url() << "\n";
+  const RunResult blind = ch.update(nginx.url("/"));
+  INFO(blind.err);
+  REQUIRE(blind.exit_code == 0);
+  CHECK_THAT(nlohmann::json::parse(blind.out)["refused"].get<std::string>(),
+             Contains("not starting 2.0.0: the channel halts its rollout after 2 failures, but "
+                      "this machine keeps no rollout health"));
+  CHECK(nginx.access_log("/bundles/tiny-2.0.0-x86_64.osup").empty());
+  CHECK(lock.holders("default").empty());
 
   std::ofstream(ch.conf) << "fleet = etcd\n";
   const RunResult bad = ch.update(nginx.url("/"));
