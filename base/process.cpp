@@ -52,6 +52,9 @@ const std::map<std::string, std::string>& tool_packages() {
       {"sbverify", "sbsigntool"},
       {"cert-to-efi-sig-list", "efitools"},
       {"sign-efi-sig-list", "efitools"},
+      {"podman", "podman"},
+      {"flatpak", "flatpak"},
+      {"restic", "restic"},
   };
   return m;
 }
