@@ -213,10 +213,10 @@ DataSection parse_data(const Reader& r, const json& j) {
   if (d.password_env && (d.password_env->empty() || !all_of_chars(*d.password_env, "_")))
     r.bad("data.password_env", "is not a valid variable name");
   d.paths = f.str_list("paths");
+  f.done();  // a misspelt "path" is named as unknown, not as "paths" missing
   if (d.paths.empty()) r.bad("data.paths", "must list at least one path to back up");
   for (size_t i = 0; i < d.paths.size(); ++i)
     r.absolute("data.paths[" + std::to_string(i) + "]", d.paths[i]);
-  f.done();
   return d;
 }
 

@@ -3,6 +3,7 @@
 // removal of only what osup installed. Skipped, saying so, where podman is not installed.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -30,12 +31,14 @@ struct PodmanSandbox {
     rlimit files{}, procs{};
     getrlimit(RLIMIT_NOFILE, &files);
     getrlimit(RLIMIT_NPROC, &procs);
-    const auto lim = [](const rlimit& r) {
-      return std::to_string(r.rlim_cur) + ":" + std::to_string(r.rlim_cur);
+    // Small and below ours: runc's setrlimit fails even for our own current values here.
+    const auto lim = [](const rlimit& r, rlim_t cap) {
+      const std::string v = std::to_string(std::min(r.rlim_cur, cap));
+      return v + ":" + v;
     };
     std::ofstream(dir / "containers.conf")
-        << "[containers]\ndefault_ulimits = [\"nofile=" << lim(files) << "\", \"nproc="
-        << lim(procs) << "\"]\nlog_driver = \"k8s-file\"\n[engine]\nevents_logger = \"file\"\n"
+        << "[containers]\ndefault_ulimits = [\"nofile=" << lim(files, 1024) << "\", \"nproc="
+        << lim(procs, 4096) << "\"]\nlog_driver = \"k8s-file\"\n[engine]\nevents_logger = \"file\"\n"
         << (find_tool("runc") ? "runtime = \"runc\"\n" : "") << "[network]\nnetwork_config_dir = \""
         << dir.path() << "/networks\"\n";
     std::ofstream(dir / "storage.conf") << "[storage]\ndriver = \"overlay\"\ngraphroot = \""
