@@ -55,6 +55,7 @@ constexpr const char* kUsage =
     "                                        rolled back; reboot slot holders (docs/fleet.md)\n"
     "  apply FILE [--dry-run] [--json]       make the machine's containers what the machine\n"
     "                                        file says (docs/machine.md)\n"
+    "  data backup|restore [--file F] [--snapshot ID] [--force]  restic backup of its data\n"
     "\n"
     "global options:\n"
     "  --disk PATH        work offline on a disk image file or unmounted device\n"
@@ -429,6 +430,7 @@ int dispatch(const std::vector<std::string>& all) {
   if (cmd == "update") return cmd_update(g, args);
   if (cmd == "fleet") return fleet::cmd_fleet(args, kUpdateConfigPath);
   if (cmd == "apply") return machine::cmd_apply(args, g.lock_wait);
+  if (cmd == "data") return machine::cmd_data(args, g.progress);
   std::fprintf(stderr, "osup: unknown command '%s'; run osup --help\n", cmd.c_str());
   return 2;
 }

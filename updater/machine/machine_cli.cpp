@@ -4,9 +4,11 @@
 
 #include "base/cli_args.h"
 #include "base/error.h"
+#include "base/size.h"
 #include "updater/lock.h"
 #include "updater/machine/apply.h"
 #include "updater/machine/podman_backend.h"
+#include "updater/machine/restic.h"
 
 namespace osup::machine {
 
@@ -47,6 +49,78 @@ int cmd_apply(const std::vector<std::string>& args, double lock_wait) {
   });
   std::printf("applied %zu change(s)\n", plan.changes());
   return 0;
+}
+
+namespace {
+
+constexpr const char* kDefaultMachineFile = "/etc/osup/machine.json";
+
+DataSection data_section(const std::string& file) {
+  const MachineConfig config = read_machine_config(file);
+  if (!config.data) fail(file + " has no data section: nothing says where to back up to");
+  return *config.data;
+}
+
+int data_backup(const CliArgs& a, ProgressMode progress) {
+  const BackupResult r = backup_data(data_section(a.value_or("file", kDefaultMachineFile)), progress);
+  if (a.flag("json")) {
+    std::printf("%s\n", nlohmann::json({{"snapshot", r.snapshot},
+                                        {"created_repository", r.created_repository},
+                                        {"files", r.files},
+                                        {"bytes", r.bytes},
+                                        {"added_bytes", r.added_bytes},
+                                        {"seconds", r.seconds}})
+                            .dump(2)
+                            .c_str());
+    return 0;
+  }
+  std::printf("backed up %llu files (%s) as snapshot %s in %.1f s; %s new in the repository%s\n",
+              static_cast<unsigned long long>(r.files), format_size(r.bytes).c_str(),
+              r.snapshot.c_str(), r.seconds, format_size(r.added_bytes).c_str(),
+              r.created_repository ? " (created)" : "");
+  return 0;
+}
+
+int data_restore(const CliArgs& a, ProgressMode progress) {
+  RestoreOptions o;
+  o.snapshot = a.value_or("snapshot", o.snapshot);
+  o.force = a.flag("force");
+  o.staging = a.value_or("staging", o.staging);
+  o.progress = progress;
+  const RestoreResult r = restore_data(data_section(a.value_or("file", kDefaultMachineFile)), o);
+  if (a.flag("json")) {
+    std::printf("%s\n", nlohmann::json({{"snapshot", r.snapshot},
+                                        {"restored", r.restored},
+                                        {"bytes", r.bytes},
+                                        {"kept_newer", r.kept_newer}})
+                            .dump(2)
+                            .c_str());
+    return 0;
+  }
+  std::printf("restored %llu files (%s) from snapshot %s\n",
+              static_cast<unsigned long long>(r.restored), format_size(r.bytes).c_str(),
+              r.snapshot.c_str());
+  if (!r.kept_newer.empty())
+    std::printf("kept %zu local files that are newer than the backup's (first: %s); "
+                "--force overwrites them\n",
+                r.kept_newer.size(), r.kept_newer.front().c_str());
+  return 0;
+}
+
+}  // namespace
+
+int cmd_data(const std::vector<std::string>& args, ProgressMode progress) {
+  const std::string usage =
+      "osup data backup|restore [--file MACHINE.json] [--json] [--snapshot ID] [--force]";
+  if (args.empty() || (args[0] != "backup" && args[0] != "restore"))
+    fail("osup data wants a subcommand: " + usage);
+  const bool backup = args[0] == "backup";
+  CliArgs a("osup data " + args[0], {args.begin() + 1, args.end()},
+            backup ? std::set<std::string>{"file"}
+                   : std::set<std::string>{"file", "snapshot", "staging"},
+            backup ? std::set<std::string>{"json"} : std::set<std::string>{"json", "force"});
+  a.expect_positionals(0, 0, usage);
+  return backup ? data_backup(a, progress) : data_restore(a, progress);
 }
 
 }  // namespace osup::machine
