@@ -62,7 +62,8 @@ DataSection data_section(const std::string& file) {
 }
 
 int data_backup(const CliArgs& a, ProgressMode progress) {
-  const BackupResult r = backup_data(data_section(a.value_or("file", kDefaultMachineFile)), progress);
+  const BackupResult r =
+      backup_data(data_section(a.value_or("file", kDefaultMachineFile)), progress);
   if (a.flag("json")) {
     std::printf("%s\n", nlohmann::json({{"snapshot", r.snapshot},
                                         {"created_repository", r.created_repository},
@@ -101,9 +102,10 @@ int data_restore(const CliArgs& a, ProgressMode progress) {
               static_cast<unsigned long long>(r.restored), format_size(r.bytes).c_str(),
               r.snapshot.c_str());
   if (!r.kept_newer.empty())
-    std::printf("kept %zu local files that are newer than the backup's (first: %s); "
-                "--force overwrites them\n",
-                r.kept_newer.size(), r.kept_newer.front().c_str());
+    std::printf(
+        "kept %zu local files that are newer than the backup's (first: %s); "
+        "--force overwrites them\n",
+        r.kept_newer.size(), r.kept_newer.front().c_str());
   return 0;
 }
 
@@ -115,10 +117,10 @@ int cmd_data(const std::vector<std::string>& args, ProgressMode progress) {
   if (args.empty() || (args[0] != "backup" && args[0] != "restore"))
     fail("osup data wants a subcommand: " + usage);
   const bool backup = args[0] == "backup";
-  CliArgs a("osup data " + args[0], {args.begin() + 1, args.end()},
-            backup ? std::set<std::string>{"file"}
-                   : std::set<std::string>{"file", "snapshot", "staging"},
-            backup ? std::set<std::string>{"json"} : std::set<std::string>{"json", "force"});
+  CliArgs a(
+      "osup data " + args[0], {args.begin() + 1, args.end()},
+      backup ? std::set<std::string>{"file"} : std::set<std::string>{"file", "snapshot", "staging"},
+      backup ? std::set<std::string>{"json"} : std::set<std::string>{"json", "force"});
   a.expect_positionals(0, 0, usage);
   return backup ? data_backup(a, progress) : data_restore(a, progress);
 }

@@ -35,8 +35,9 @@ struct Reader {
   void name(const std::string& field, const std::string& n) const {
     if (n.empty() || n.size() > 63 || !all_of_chars(n, "_.-") || n[0] == '-' || n[0] == '.' ||
         n[0] == '_' || std::any_of(n.begin(), n.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
-      bad(field, "is not a valid name: use 1-63 lowercase letters, digits and . _ - (starting "
-                 "with a letter or digit)");
+      bad(field,
+          "is not a valid name: use 1-63 lowercase letters, digits and . _ - (starting "
+          "with a letter or digit)");
   }
 
   void absolute(const std::string& field, const std::string& p) const {
@@ -97,8 +98,8 @@ Permissions parse_permissions(const Reader& r, const json& j, const std::string&
       r.bad(path + ".filesystems", "has an invalid entry '" + fs + "'");
   check_words(r, path + ".devices", p.devices, {"all", "dri", "input", "kvm", "shm", "usb"});
   check_words(r, path + ".sockets", p.sockets,
-              {"cups", "fallback-x11", "gpg-agent", "pcsc", "pulseaudio", "session-bus",
-               "ssh-auth", "system-bus", "wayland", "x11"});
+              {"cups", "fallback-x11", "gpg-agent", "pcsc", "pulseaudio", "session-bus", "ssh-auth",
+               "system-bus", "wayland", "x11"});
   check_words(r, path + ".shares", p.shares, {"ipc", "network"});
   f.done();
   return p;
@@ -117,7 +118,8 @@ void parse_flatpaks(const Reader& r, const json& j, MachineConfig& c) {
     a.branch = f.opt_str("branch").value_or("stable");
     if (a.branch.empty() || !all_of_chars(a.branch, "._-")) r.bad(path + ".branch", "is invalid");
     if (f.has("commit")) a.commit = f.sha256_hex("commit");
-    if (const json* p = f.opt("permissions")) a.permissions = parse_permissions(r, *p, path + ".permissions");
+    if (const json* p = f.opt("permissions"))
+      a.permissions = parse_permissions(r, *p, path + ".permissions");
     f.done();
     c.flatpaks[id] = a;
   }
@@ -171,8 +173,9 @@ Container parse_container(const Reader& r, const json& j, const std::string& pat
   Container c;
   c.image = f.str("image");
   if (c.image.empty() || c.image.find_first_of(" @\n") != std::string::npos)
-    r.bad(path + ".image", "must be an image reference like registry/name:tag (pin with "
-                           "\"digest\", not '@')");
+    r.bad(path + ".image",
+          "must be an image reference like registry/name:tag (pin with "
+          "\"digest\", not '@')");
   c.digest = f.opt_str("digest");
   if (c.digest && (!c.digest->starts_with("sha256:") || c.digest->size() != 71 ||
                    !is_lower_hex(c.digest->substr(7))))
@@ -196,8 +199,9 @@ Container parse_container(const Reader& r, const json& j, const std::string& pat
 
 DataSection parse_data(const Reader& r, const json& j) {
   if (j.is_object() && j.contains("password"))
-    r.bad("data.password", "is not allowed: a password never goes in the machine file; use "
-                           "password_file or password_env");
+    r.bad("data.password",
+          "is not allowed: a password never goes in the machine file; use "
+          "password_file or password_env");
   JsonFields f = r.fields(j, "data");
   DataSection d;
   d.repository = f.str("repository");

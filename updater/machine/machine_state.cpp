@@ -18,8 +18,9 @@ MachineState read_machine_state(const std::string& path) {
   if (!std::filesystem::exists(path)) return s;
   const json j = json::parse(read_text_file(path), nullptr, false);
   if (j.is_discarded())
-    fail(path + ": not valid JSON; osup's record of what it installed is damaged (move it "
-                "away and run osup apply again; osup then removes nothing it installed before)");
+    fail(path +
+         ": not valid JSON; osup's record of what it installed is damaged (move it "
+         "away and run osup apply again; osup then removes nothing it installed before)");
   JsonFields top(j, path, "");
   check_format(path, top.small_int("format"), kStateFormat);
   const json& installed = top.get("installed");

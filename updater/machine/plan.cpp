@@ -25,7 +25,8 @@ Step plan_wanted(const Resource& want, const std::string* recorded, const std::s
   const std::string now = !seen->empty() ? *seen : recorded ? *recorded : "";
   if (now == want.fingerprint) return {Action::unchanged, want, ""};
   if (!recorded && seen->empty())
-    fail(kind + " '" + want.name + "' exists but osup did not create it; remove or rename it, "
+    fail(kind + " '" + want.name +
+         "' exists but osup did not create it; remove or rename it, "
          "or give it another name in the machine file");
   return {Action::update, want, "configuration changed: recreated"};
 }
@@ -34,18 +35,21 @@ Step plan_wanted(const Resource& want, const std::string* recorded, const std::s
 
 std::string to_string(Action a) {
   switch (a) {
-    case Action::add: return "add";
-    case Action::update: return "update";
-    case Action::remove: return "remove";
-    case Action::unchanged: return "unchanged";
+    case Action::add:
+      return "add";
+    case Action::update:
+      return "update";
+    case Action::remove:
+      return "remove";
+    case Action::unchanged:
+      return "unchanged";
   }
   return "?";
 }
 
 size_t Plan::changes() const {
-  return static_cast<size_t>(std::count_if(steps.begin(), steps.end(), [](const Step& s) {
-    return s.action != Action::unchanged;
-  }));
+  return static_cast<size_t>(std::count_if(
+      steps.begin(), steps.end(), [](const Step& s) { return s.action != Action::unchanged; }));
 }
 
 Plan make_plan(const std::vector<Resource>& desired, const MachineState& recorded,
@@ -67,7 +71,8 @@ Plan make_plan(const std::vector<Resource>& desired, const MachineState& recorde
         return r.kind == *k && r.name == name;
       });
       if (wanted) continue;
-      plan.steps.push_back({Action::remove, {*k, name, fp},
+      plan.steps.push_back({Action::remove,
+                            {*k, name, fp},
                             find(seen, name) ? "installed by osup, no longer in the file"
                                              : "already gone: only forgotten"});
     }

@@ -36,13 +36,18 @@ std::string unit_text(const std::string& podman_path, const std::string& name, i
   return "# Written by osup apply for the machine file's container '" + name +
          "'; osup replaces it.\n"
          "[Unit]\n"
-         "Description=osup container " + name + "\n"
+         "Description=osup container " +
+         name +
+         "\n"
          "Wants=network-online.target\n"
          "After=network-online.target\n"
          "\n[Service]\n"
-         "ExecStart=" + podman_path + " start --attach " + name + "\n"
-         "ExecStop=" + podman_path + " stop --time " + std::to_string(stop_seconds) + " " +
-         name + "\n"
+         "ExecStart=" +
+         podman_path + " start --attach " + name +
+         "\n"
+         "ExecStop=" +
+         podman_path + " stop --time " + std::to_string(stop_seconds) + " " + name +
+         "\n"
          "Restart=on-failure\n"
          "\n[Install]\n"
          "WantedBy=multi-user.target\n";
@@ -61,14 +66,14 @@ bool systemd_running() { return fs::exists("/run/systemd/system"); }
 
 std::vector<std::string> podman_create_args(const std::string& name, const Container& c,
                                             const std::string& fingerprint) {
-  std::vector<std::string> a = {"--name", name, "--network", kNetworkName, "--label",
-                                std::string(kLabel) + "=" + fingerprint};
+  std::vector<std::string> a = {"--name",     name,      "--network",
+                                kNetworkName, "--label", std::string(kLabel) + "=" + fingerprint};
   for (const Mount& m : c.mounts)
     a.insert(a.end(), {"--volume", m.host + ":" + m.container + (m.read_only ? ":ro" : "")});
   for (const Port& p : c.ports)
-    a.insert(a.end(), {"--publish", (p.address.empty() ? "" : p.address + ":") +
-                                        std::to_string(p.host) + ":" +
-                                        std::to_string(p.container) + "/" + p.protocol});
+    a.insert(a.end(),
+             {"--publish", (p.address.empty() ? "" : p.address + ":") + std::to_string(p.host) +
+                               ":" + std::to_string(p.container) + "/" + p.protocol});
   for (const auto& [k, v] : c.env) a.insert(a.end(), {"--env", k + "=" + v});
   // A pinned digest is part of the reference: podman then runs exactly that image.
   a.push_back(c.digest ? image_name(c.image) + "@" + *c.digest : c.image);

@@ -23,7 +23,9 @@ struct PodmanOptions {
 class PodmanBackend : public MachineBackend {
  public:
   explicit PodmanBackend(PodmanOptions options) : o_(std::move(options)) {}
-  [[nodiscard]] std::vector<Kind> kinds() const override { return {Kind::network, Kind::container}; }
+  [[nodiscard]] std::vector<Kind> kinds() const override {
+    return {Kind::network, Kind::container};
+  }
   [[nodiscard]] std::map<std::string, std::string> observe(Kind kind) override;
   void create(const Resource& r, const MachineConfig& config) override;
   void update(const Resource& r, const MachineConfig& config) override;

@@ -27,10 +27,14 @@ json permissions_json(const Permissions& p) {
 
 std::string to_string(Kind k) {
   switch (k) {
-    case Kind::remote: return "remote";
-    case Kind::flatpak: return "flatpak";
-    case Kind::network: return "network";
-    case Kind::container: return "container";
+    case Kind::remote:
+      return "remote";
+    case Kind::flatpak:
+      return "flatpak";
+    case Kind::network:
+      return "network";
+    case Kind::container:
+      return "container";
   }
   return "?";
 }
@@ -63,10 +67,10 @@ std::string container_fingerprint(const Container& c) {
 std::vector<Resource> desired_resources(const MachineConfig& config) {
   std::vector<Resource> out;
   for (const auto& [name, r] : config.remotes)
-    out.push_back({Kind::remote, name,
-                   fingerprint({{"url", r.url},
-                                {"gpg_key", r.gpg_key.value_or("")},
-                                {"gpg_verify", r.gpg_verify}})});
+    out.push_back(
+        {Kind::remote, name,
+         fingerprint(
+             {{"url", r.url}, {"gpg_key", r.gpg_key.value_or("")}, {"gpg_verify", r.gpg_verify}})});
   for (const auto& [id, a] : config.flatpaks)
     out.push_back({Kind::flatpak, id,
                    fingerprint({{"remote", a.remote},

@@ -61,12 +61,14 @@ RunResult restic(const DataSection& data, std::vector<std::string> args, RunOpti
 
 // Moves one staged file into place unless the local copy is newer; true when moved.
 bool place(const fs::path& staged, const fs::path& dest, bool force) {
-  struct stat s{}, d{};
+  struct stat s {
+  }, d{};
   if (::lstat(dest.c_str(), &d) == 0) {
     ::lstat(staged.c_str(), &s);
     const auto ns = [](const timespec& t) { return t.tv_sec * 1'000'000'000LL + t.tv_nsec; };
     if (!force && ns(d.st_mtim) > ns(s.st_mtim)) return false;
-    if (S_ISDIR(d.st_mode)) fail(dest.string() + " is a directory locally but a file in the backup");
+    if (S_ISDIR(d.st_mode))
+      fail(dest.string() + " is a directory locally but a file in the backup");
   }
   fs::create_directories(dest.parent_path());
   std::error_code ec;
@@ -132,7 +134,7 @@ RestoreResult restore_data(const DataSection& data, const RestoreOptions& option
     }
     // A missing directory gets the backup's mode and owner (parents come first).
     const fs::path dest = fs::path("/") / fs::relative(e.path(), staging);
-    struct stat st{};
+    struct stat st {};
     if (fs::exists(dest) || ::lstat(e.path().c_str(), &st) != 0) continue;
     fs::create_directories(dest);
     (void)!::chown(dest.c_str(), st.st_uid, st.st_gid);

@@ -15,8 +15,8 @@ class FakeBackend : public MachineBackend {
  public:
   explicit FakeBackend(std::vector<Kind> kinds) : kinds_(std::move(kinds)) {}
   std::map<Kind, std::map<std::string, std::string>> have;  // what "exists"
-  std::vector<std::string> calls;                            // "create container web", ...
-  std::string fail_on;                                       // a call that throws
+  std::vector<std::string> calls;                           // "create container web", ...
+  std::string fail_on;                                      // a call that throws
 
   [[nodiscard]] std::vector<Kind> kinds() const override { return kinds_; }
   [[nodiscard]] std::map<std::string, std::string> observe(Kind kind) override {

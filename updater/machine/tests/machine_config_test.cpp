@@ -81,8 +81,7 @@ TEST_CASE("machine file: unknown fields are refused by their full path", "[unit]
 
 TEST_CASE("machine file: bad values name the field and the rule", "[unit]") {
   CHECK_THROWS_WITH(parse_machine_config("{", "m.json"), Contains("m.json: not valid JSON"));
-  CHECK_THROWS_WITH(parse_machine_config("{}", "m.json"),
-                    Contains("field 'format' is missing"));
+  CHECK_THROWS_WITH(parse_machine_config("{}", "m.json"), Contains("field 'format' is missing"));
   CHECK_THROWS_WITH(parse_machine_config(R"({"format": 2})", "m.json"),
                     Contains("newer than this osup understands"));
   CHECK_THROWS_WITH(with("\"/var/lib/web\"", "\"var/lib/web\""),
@@ -106,9 +105,9 @@ TEST_CASE("machine file: bad values name the field and the rule", "[unit]") {
                     Contains("'apps.remotes.local' needs gpg_key"));
   CHECK_THROWS_WITH(with("\"https://updates.example/stable/\"", "\"ftp://x/\""),
                     Contains("'os.channel' must be an http:// or https:// URL"));
-  CHECK_THROWS_WITH(with("\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",",
-                         "\"abc\","),
-                    Contains("'apps.flatpaks.org.example.Hello.commit' must be a 64-character"));
+  CHECK_THROWS_WITH(
+      with("\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",", "\"abc\","),
+      Contains("'apps.flatpaks.org.example.Hello.commit' must be a 64-character"));
 }
 
 TEST_CASE("machine file: a backup password never goes in the file", "[unit]") {

@@ -40,8 +40,8 @@ Plan apply(const MachineConfig& config, FakeBackend& fake, const std::string& st
 
 TEST_CASE("plan: a fresh machine adds the network first, then the containers", "[unit]") {
   const Plan p = make_plan(desired_resources(two_containers()), {}, {});
-  CHECK(actions(p) == std::vector<std::string>{"add network osup", "add container client",
-                                               "add container web"});
+  CHECK(actions(p) ==
+        std::vector<std::string>{"add network osup", "add container client", "add container web"});
   CHECK(p.changes() == 3);
   CHECK(plan_json(p)["steps"][0]["action"] == "add");
   CHECK_THAT(plan_text(p), Contains("+ container web (new)") && Contains("3 change(s)"));
@@ -89,14 +89,13 @@ TEST_CASE("plan: removal touches only what osup installed", "[unit]") {
   fake.have[Kind::container]["handmade"] = "";  // the user's own container
   MachineConfig fewer = two_containers();
   fewer.containers.erase("client");
-  CHECK(actions(apply(fewer, fake, state)) ==
-        std::vector<std::string>{"unchanged network osup", "unchanged container web",
-                                 "remove container client"});
+  CHECK(actions(apply(fewer, fake, state)) == std::vector<std::string>{"unchanged network osup",
+                                                                       "unchanged container web",
+                                                                       "remove container client"});
   CHECK(fake.have[Kind::container].count("handmade") == 1);
   // Nothing left: containers go before their network.
   const Plan none = apply(parse_machine_config(R"({"format": 1})", "m.json"), fake, state);
-  CHECK(actions(none) ==
-        std::vector<std::string>{"remove container web", "remove network osup"});
+  CHECK(actions(none) == std::vector<std::string>{"remove container web", "remove network osup"});
   CHECK(fake.have[Kind::container] == std::map<std::string, std::string>{{"handmade", ""}});
   CHECK(read_machine_state(state).installed.empty());
 }

@@ -37,13 +37,14 @@ struct PodmanSandbox {
       return v + ":" + v;
     };
     std::ofstream(dir / "containers.conf")
-        << "[containers]\ndefault_ulimits = [\"nofile=" << lim(files, 1024) << "\", \"nproc="
-        << lim(procs, 4096) << "\"]\nlog_driver = \"k8s-file\"\n[engine]\nevents_logger = \"file\"\n"
+        << "[containers]\ndefault_ulimits = [\"nofile=" << lim(files, 1024)
+        << "\", \"nproc=" << lim(procs, 4096)
+        << "\"]\nlog_driver = \"k8s-file\"\n[engine]\nevents_logger = \"file\"\n"
         << (find_tool("runc") ? "runtime = \"runc\"\n" : "") << "[network]\nnetwork_config_dir = \""
         << dir.path() << "/networks\"\n";
-    std::ofstream(dir / "storage.conf") << "[storage]\ndriver = \"overlay\"\ngraphroot = \""
-                                        << dir.path() << "/storage\"\nrunroot = \"" << dir.path()
-                                        << "/run\"\n";
+    std::ofstream(dir / "storage.conf")
+        << "[storage]\ndriver = \"overlay\"\ngraphroot = \"" << dir.path()
+        << "/storage\"\nrunroot = \"" << dir.path() << "/run\"\n";
     setenv("CONTAINERS_CONF", (dir / "containers.conf").c_str(), 1);
     setenv("CONTAINERS_STORAGE_CONF", (dir / "storage.conf").c_str(), 1);
     // A tiny image without a registry: busybox-static imported from a tar of its tree.
@@ -75,8 +76,8 @@ struct Machine {
 
   RunResult apply(const std::string& json_text, const std::vector<std::string>& extra = {}) {
     std::ofstream(file) << json_text;
-    std::vector<std::string> argv = {test::osup_exe(), "apply",      file,  "--state",
-                                     state,            "--unit-dir", units};
+    std::vector<std::string> argv = {test::osup_exe(), "apply", file, "--state", state,
+                                     "--unit-dir",     units};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return test::run_cmd(argv);
   }
@@ -86,8 +87,9 @@ std::string machine_file(const std::string& image, const std::string& www,
                          const std::string& extra_web_mount, bool with_client) {
   std::string web = R"("web": { "image": ")" + image +
                     R"(", "command": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"],
-      "mounts": [ { "host": ")" + www + R"(", "container": "/www", "read_only": true } )" +
-                    extra_web_mount + "] }";
+      "mounts": [ { "host": ")" +
+                    www + R"(", "container": "/www", "read_only": true } )" + extra_web_mount +
+                    "] }";
   std::string client = R"(, "client": { "image": ")" + image +
                        R"(", "command": ["/bin/busybox", "sleep", "3600"] })";
   return R"({ "format": 1, "containers": { )" + web + (with_client ? client : "") + " } }";

@@ -58,7 +58,8 @@ TEST_CASE("osup data: backup, then restore keeps newer local files unless forced
   fs::create_directories(d.home + "/u/sub");
   test::write_random_file(d.home + "/u/sub/b.bin", 300 * 1024, 7);
   const std::string b_before = read_text_file(d.home + "/u/sub/b.bin");
-  CHECK_THAT(d.osup({"backup"}).err, Contains("OSUP_TEST_RESTIC_PW (data.password_env) is not set"));
+  CHECK_THAT(d.osup({"backup"}).err,
+             Contains("OSUP_TEST_RESTIC_PW (data.password_env) is not set"));
   RunOptions pw;
   pw.env["OSUP_TEST_RESTIC_PW"] = "correct horse";
   const RunResult b1 = d.osup({"backup"}, pw);
