@@ -66,7 +66,8 @@ Plan make_plan(const std::vector<Resource>& desired, const MachineState& recorde
     const auto* rec = find_kind(recorded.installed, to_string(*k));
     if (!rec) continue;
     const auto* seen = find_kind(observed, *k);
-    for (const auto& [name, fp] : *rec) {
+    for (const auto& [recorded_name, fp] : *rec) {
+      const std::string& name = recorded_name;  // a lambda cannot capture a structured binding
       const bool wanted = std::any_of(desired.begin(), desired.end(), [&](const Resource& r) {
         return r.kind == *k && r.name == name;
       });

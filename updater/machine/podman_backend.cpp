@@ -22,7 +22,7 @@ RunResult podman(std::vector<std::string> args) {
 
 json podman_json(std::vector<std::string> args) {
   const std::string out = podman(std::move(args)).out;
-  const json j = json::parse(out.empty() ? "[]" : out, nullptr, false);
+  json j = json::parse(out.empty() ? "[]" : out, nullptr, false);
   if (j.is_discarded() || !j.is_array()) fail("podman printed something other than a JSON list");
   return j;
 }

@@ -42,7 +42,7 @@ bool no_repository(const RunResult& r) {
 }
 
 // Runs restic; its failures become one line that says what to do.
-RunResult restic(const DataSection& data, std::vector<std::string> args, RunOptions o) {
+RunResult restic(const DataSection& data, std::vector<std::string> args, const RunOptions& o) {
   args.insert(args.begin(), "restic");
   RunResult r = run(args, o);
   if (r.exit_code == 0) return r;

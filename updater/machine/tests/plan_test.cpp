@@ -31,7 +31,7 @@ std::vector<std::string> actions(const Plan& p) {
 // Plans CONFIG against the fake and applies it, as `osup apply` does.
 Plan apply(const MachineConfig& config, FakeBackend& fake, const std::string& state) {
   MachineState recorded = read_machine_state(state);
-  const Plan plan = plan_machine(config, recorded, {&fake});
+  Plan plan = plan_machine(config, recorded, {&fake});
   apply_plan(plan, config, {&fake}, state, recorded);
   return plan;
 }

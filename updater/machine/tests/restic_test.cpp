@@ -56,7 +56,7 @@ TEST_CASE("osup data: backup, then restore keeps newer local files unless forced
   DataMachine d(R"("password_env": "OSUP_TEST_RESTIC_PW")");
   write(d.home + "/u/a.txt", "first\n");
   fs::create_directories(d.home + "/u/sub");
-  test::write_random_file(d.home + "/u/sub/b.bin", 300 * 1024, 7);
+  test::write_random_file(d.home + "/u/sub/b.bin", uint64_t{300} * 1024, 7);
   const std::string b_before = read_text_file(d.home + "/u/sub/b.bin");
   CHECK_THAT(d.osup({"backup"}).err,
              Contains("OSUP_TEST_RESTIC_PW (data.password_env) is not set"));
