@@ -52,6 +52,9 @@ const std::map<std::string, std::string>& tool_packages() {
       {"sbverify", "sbsigntool"},
       {"cert-to-efi-sig-list", "efitools"},
       {"sign-efi-sig-list", "efitools"},
+      {"podman", "podman"},
+      {"flatpak", "flatpak"},
+      {"restic", "restic"},
   };
   return m;
 }
@@ -127,8 +130,9 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
 
 // Feeds the child's stdin and drains its stdout/stderr together, so no pipe can fill up and
 // deadlock. Closes each fd when done with it; -1 means not used.
-void exchange(int in_fd, int out_fd, int err_fd, const std::string* stdin_data, RunResult& result) {
-  size_t in_off = 0;
+void exchange(int in_fd, int out_fd, int err_fd, const std::string* stdin_data, RunResult& result,
+              const std::function<void(const std::string&)>& on_line) {
+  size_t in_off = 0, line_start = 0;
   if (in_fd >= 0) ::fcntl(in_fd, F_SETFL, O_NONBLOCK);
   while (in_fd >= 0 || out_fd >= 0 || err_fd >= 0) {
     pollfd fds[3];
@@ -155,6 +159,10 @@ void exchange(int in_fd, int out_fd, int err_fd, const std::string* stdin_data, 
         ssize_t r = ::read(fds[i].fd, buf, sizeof buf);
         if (r > 0) {
           (fds[i].fd == out_fd ? result.out : result.err).append(buf, static_cast<size_t>(r));
+          for (size_t nl; on_line && fds[i].fd == out_fd &&
+                          (nl = result.out.find('\n', line_start)) != std::string::npos;
+               line_start = nl + 1)
+            on_line(result.out.substr(line_start, nl - line_start));
         } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
           ::close(fds[i].fd);
           (fds[i].fd == out_fd ? out_fd : err_fd) = -1;
@@ -221,7 +229,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& opts) {
 
   RunResult result;
   exchange(in_pipe[1], out_pipe[0], err_pipe[0], opts.stdin_data ? &*opts.stdin_data : nullptr,
-           result);
+           result, opts.on_stdout_line);
   result.exit_code = wait_child(pid, argv[0]);
   return result;
 }

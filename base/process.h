@@ -2,6 +2,7 @@
 // that say which Debian package provides a missing tool.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,6 +16,8 @@ struct RunOptions {
   std::map<std::string, std::string> env;  // added to (or overriding) the environment
   bool capture_stdout = true;              // false: child inherits our stdout
   bool capture_stderr = true;
+  // Called with each complete line of captured stdout as it arrives (progress of a long run).
+  std::function<void(const std::string&)> on_stdout_line;
 };
 
 struct RunResult {

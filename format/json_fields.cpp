@@ -61,6 +61,37 @@ std::string JsonFields::str(const std::string& key) {
   return v.get<std::string>();
 }
 
+const json* JsonFields::opt(const std::string& key) {
+  auto it = j_.find(key);
+  if (it == j_.end()) return nullptr;
+  seen_.insert(key);
+  return &*it;
+}
+
+std::optional<std::string> JsonFields::opt_str(const std::string& key) {
+  if (!has(key)) return std::nullopt;
+  return str(key);
+}
+
+bool JsonFields::boolean(const std::string& key, bool fallback) {
+  const json* v = opt(key);
+  if (!v) return fallback;
+  if (!v->is_boolean()) json_field_error(doc_, name(key), "must be true or false");
+  return v->get<bool>();
+}
+
+std::vector<std::string> JsonFields::str_list(const std::string& key) {
+  const json* v = opt(key);
+  std::vector<std::string> out;
+  if (!v) return out;
+  if (!v->is_array()) json_field_error(doc_, name(key), "must be a list of strings");
+  for (const json& e : *v) {
+    if (!e.is_string()) json_field_error(doc_, name(key), "must be a list of strings");
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
 uint64_t JsonFields::u64(const std::string& key) {
   const json& v = get(key);
   if (!v.is_number_unsigned()) json_field_error(doc_, name(key), "must be a non-negative integer");

@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace osup {
 
@@ -30,7 +32,13 @@ class JsonFields {
   [[nodiscard]] std::string name(const std::string& key) const;
   const nlohmann::json& get(const std::string& key);
   [[nodiscard]] bool has(const std::string& key) const { return j_.contains(key); }
+  // An optional field: nullptr when absent (marked read either way).
+  const nlohmann::json* opt(const std::string& key);
   std::string str(const std::string& key);
+  std::optional<std::string> opt_str(const std::string& key);
+  bool boolean(const std::string& key, bool fallback);
+  // A list of strings; empty when absent.
+  std::vector<std::string> str_list(const std::string& key);
   uint64_t u64(const std::string& key);
   uint32_t u32(const std::string& key);
   int small_int(const std::string& key);  // within +-1,000,000

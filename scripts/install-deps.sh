@@ -21,6 +21,10 @@ packages=(
   nginx-light openssl casync
   # fleets: a real etcd (v3 JSON gateway) for the reboot-slot and rollout-health tests
   etcd-server
+  # apps and one-file restore (docs/machine.md): podman with netavark + aardvark-dns (containers
+  # on one network resolve each other by name) and runc (crun 1.8 refuses a hybrid cgroup
+  # host such as the CI VM); flatpak and restic for the apps and data slices
+  podman runc netavark aardvark-dns iptables flatpak restic
   # oracles used by tests
   cryptsetup-bin systemd-container grub-common u-boot-tools
   # booting images

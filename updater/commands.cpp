@@ -23,6 +23,7 @@
 #include "updater/fleet/fleet_update.h"
 #include "updater/install.h"
 #include "updater/lock.h"
+#include "updater/machine/machine_cli.h"
 #include "updater/rollback.h"
 #include "updater/status.h"
 #include "updater/update.h"
@@ -52,6 +53,9 @@ constexpr const char* kUsage =
     "                                        /etc/osup/update.conf (a delta when it has one)\n"
     "  fleet status [--json] [--config FILE] per release: machines waiting, trying, good,\n"
     "                                        rolled back; reboot slot holders (docs/fleet.md)\n"
+    "  apply FILE [--dry-run] [--json]       make the machine's containers what the machine\n"
+    "                                        file says (docs/machine.md)\n"
+    "  data backup|restore [--file F] [--snapshot ID] [--force]  restic backup of its data\n"
     "\n"
     "global options:\n"
     "  --disk PATH        work offline on a disk image file or unmounted device\n"
@@ -425,6 +429,8 @@ int dispatch(const std::vector<std::string>& all) {
   if (cmd == "info") return cmd_info(g, args);
   if (cmd == "update") return cmd_update(g, args);
   if (cmd == "fleet") return fleet::cmd_fleet(args, kUpdateConfigPath);
+  if (cmd == "apply") return machine::cmd_apply(args, g.lock_wait);
+  if (cmd == "data") return machine::cmd_data(args, g.progress);
   std::fprintf(stderr, "osup: unknown command '%s'; run osup --help\n", cmd.c_str());
   return 2;
 }
