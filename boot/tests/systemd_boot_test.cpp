@@ -145,15 +145,21 @@ TEST_CASE("systemd-boot: switch, boot counting, rollback", "[unit]") {
     boot(Slot::b);
     boot(Slot::b);
 
-    // Rollback: a good slot goes first by a higher generation, without tries.
+    // Rollback: a good slot goes first by a higher generation, without tries, under the
+    // slot's other name (never a rename over the entry in use).
     sd.make_first(Slot::a);
     CHECK(sd.slot(Slot::a).generation == 3);
     CHECK(sd.slot(Slot::a).state == SlotState::good);
-    CHECK(entries(esp) == "osup-a.conf osup-b.conf ");
+    CHECK(entries(esp) == "osup-a~1.conf osup-b.conf ");
     boot(Slot::a);
     sd.make_first(Slot::b);
     CHECK(sd.slot(Slot::b).generation == 4);
+    CHECK(entries(esp) == "osup-a~1.conf osup-b~1.conf ");
     boot(Slot::b);
+    sd.make_first(Slot::a);  // and back to the first name
+    CHECK(entries(esp) == "osup-a.conf osup-b~1.conf ");
+    CHECK(sd.slot(Slot::a).generation == 5);
+    boot(Slot::a);
   }
 
   SECTION("mark_bad passes a trying slot over") {
@@ -166,7 +172,7 @@ TEST_CASE("systemd-boot: switch, boot counting, rollback", "[unit]") {
     boot(Slot::a);
     // A forced rollback to the bad slot: first, without tries.
     sd.make_first(Slot::b);
-    CHECK(entries(esp) == "osup-a.conf osup-b.conf ");
+    CHECK(entries(esp) == "osup-a.conf osup-b~1.conf ");
     CHECK(sd.slot(Slot::b).state == SlotState::good);
     CHECK(sd.slot(Slot::b).generation == 3);
     boot(Slot::b);
@@ -228,10 +234,14 @@ TEST_CASE("systemd-boot: a crash mid-install leaves a bootable slot", "[unit]") 
   CHECK(sd.slot(Slot::b).state == SlotState::empty);
   sd.disable(Slot::b);
   CHECK(entries(*e.esp) == "osup-a.conf ");
-  // Reinstalling a slot replaces its old entry (new one written first).
+  // Reinstalling a slot replaces its old entry (new one written first, under the other name).
   sd.install(Slot::a, spec_for(Slot::a, "1.1"));
-  CHECK(entries(*e.esp) == "osup-a+3.conf ");
+  CHECK(entries(*e.esp) == "osup-a~1+3.conf ");
   CHECK(sd.slot(Slot::a).version == "1.1");
+  // The entry on the other name is counted, marked good and bad like the first one.
+  sd.mark_good(Slot::a);
+  CHECK(entries(*e.esp) == "osup-a~1.conf ");
+  CHECK(sd.next_boot() == Slot::a);
 }
 
 namespace {
