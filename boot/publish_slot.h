@@ -21,6 +21,11 @@ struct SlotRelease {
   std::string initrd;  // host file, or ""
 };
 
+// The directories of both slots (/osup/a, /osup/b), made when the ESP is built: `switch`
+// then only writes files in them. A power cut during a first switch's mkdir could leave a
+// directory record with start cluster 0, which fsck.vfat deletes (docs/powerloss.md, finding 4).
+void make_slot_dirs(EspAccess& esp);
+
 // Before a slot's partitions are rewritten: its loader entry goes first (nothing boots the
 // slot), then its kept manifest and signature (nothing rolls back to it). A slot with
 // nothing installed is left as it is.
