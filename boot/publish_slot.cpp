@@ -7,10 +7,6 @@
 
 namespace osup {
 
-void make_slot_dirs(EspAccess& esp) {
-  for (layout::Slot s : {layout::Slot::a, layout::Slot::b}) esp.mkdirs(slot_esp_paths(s).dir);
-}
-
 void retire_slot(EspAccess& esp, BootControl& boot, layout::Slot s) {
   const SlotEspPaths paths = slot_esp_paths(s);
   fault::point("disable target entry");
@@ -24,7 +20,7 @@ bool publish_slot(EspAccess& esp, BootControl& boot, layout::Slot s, const SlotR
   const SlotEspPaths paths = slot_esp_paths(s);
   const std::string name = std::string("slot ") + layout::slot_char(s);
   with_context("installing boot files of " + name, [&] {
-    esp.mkdirs(paths.dir);  // made with the image (make_slot_dirs); here for older ESPs
+    for (layout::Slot d : {layout::Slot::a, layout::Slot::b}) esp.mkdirs(slot_esp_paths(d).dir);
     fault::point("copy kernel");
     if (!r.kernel.empty()) esp.copy_in(r.kernel, paths.kernel);
     fault::point("copy initrd");

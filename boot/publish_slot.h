@@ -21,20 +21,18 @@ struct SlotRelease {
   std::string initrd;  // host file, or ""
 };
 
-// The directories of both slots (/osup/a, /osup/b), made when the ESP is built: `switch`
-// then only writes files in them. A power cut during a first switch's mkdir could leave a
-// directory record with start cluster 0, which fsck.vfat deletes (docs/powerloss.md, finding 4).
-void make_slot_dirs(EspAccess& esp);
-
 // Before a slot's partitions are rewritten: its loader entry goes first (nothing boots the
 // slot), then its kept manifest and signature (nothing rolls back to it). A slot with
 // nothing installed is left as it is.
 void retire_slot(EspAccess& esp, BootControl& boot, layout::Slot s);
 
 // After the slot's partitions were written and verified: kernel, initrd, signature and
-// manifest to /osup/<slot>/, then, last, the loader entry with the manifest's tries and
-// the slot's command line (boot/slot_boot.h). Every step is an atomic replace and a fault
-// point. Without a kernel no entry is written; returns whether one was.
+// manifest to /osup/<slot>/ (both slots' directories are made with the first slot, the
+// factory one at build time, so `switch` never makes a directory on FAT: a cut during that
+// mkdir could leave one with start cluster 0, which fsck.vfat deletes; docs/powerloss.md), then,
+// last, the loader entry with the manifest's tries and the slot's command line (boot/slot_boot.h).
+// Every step is an atomic replace and a fault point. Without a kernel no entry is written; returns
+// whether one was.
 bool publish_slot(EspAccess& esp, BootControl& boot, layout::Slot s, const SlotRelease& r);
 
 // The boot loader itself, as the builder puts it on a new ESP: EFI_BINARY as the firmware's

@@ -392,7 +392,6 @@ void write_bundle(Build& b) {
 void write_esp(const Build& b, const std::string& esp_img) {
   const std::shared_ptr<EspAccess> esp = create_esp_image(esp_img, b.spec.esp_size, b.seed);
   if (b.loader) install_systemd_boot(*esp, *b.loader, b.spec.arch);
-  make_slot_dirs(*esp);
   // The factory slot starts out good: it is the only slot, there is nothing to fall back to.
   auto boot = make_boot_control("systemd-boot", esp);
   if (publish_slot(
