@@ -22,8 +22,8 @@ struct SlotRelease {
 };
 
 // Before a slot's partitions are rewritten: its loader entry goes first (nothing boots the
-// slot), then its kept manifest and signature (nothing rolls back to it). A slot with
-// nothing installed is left as it is.
+// slot), then its kept manifest and signature (nothing rolls back to it), kernel and initrd. A slot
+// with nothing installed is left as it is.
 void retire_slot(EspAccess& esp, BootControl& boot, layout::Slot s);
 
 // After the slot's partitions were written and verified: kernel, initrd, signature and

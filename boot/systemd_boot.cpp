@@ -117,7 +117,15 @@ std::vector<LoaderEntry> sorted_entries(const EspAccess& esp) {
     // chain is broken, and reading it must not hide the entries that are whole.
     const std::string id = lower(f);
     if (!id.ends_with(".conf") || id.starts_with("auto-")) continue;
-    auto content = esp.read(entry_path(f));
+    std::optional<std::string> content;
+    try {
+      content = esp.read(entry_path(f));
+    } catch (const Error&) {
+      // The loader skips a file it cannot read. A cut while an old entry is removed can
+      // leave its record on clusters the FAT already freed; the new entry beside it is
+      // whole and has the higher generation.
+      continue;
+    }
     if (!content) continue;
     auto e = parse_loader_entry(f, *content);
     // The loader drops entries whose kernel is missing.

@@ -32,7 +32,12 @@ std::vector<BootEntry> bootable_entries(const EspAccess& esp,
     std::transform(id.begin(), id.end(), id.begin(),
                    [](unsigned char c) { return std::tolower(c); });
     if (!id.ends_with(".conf") || id.starts_with("auto-")) continue;  // the loader skips them
-    auto content = esp.read(std::string(kEntriesDir) + "/" + f);
+    std::optional<std::string> content;
+    try {  // what the loader cannot read it skips, as systemd_boot_pick does
+      content = esp.read(std::string(kEntriesDir) + "/" + f);
+    } catch (const Error&) {
+      continue;
+    }
     if (!content) continue;
     auto e = parse_loader_entry(f, *content);
     if (!e || !esp.exists(e->linux_path)) continue;
