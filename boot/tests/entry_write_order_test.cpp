@@ -3,7 +3,6 @@
 // clusters: docs/powerloss.md, finding 2), and stopping after any step leaves the loader's
 // pick on the slot it had before or the one the operation wanted, with a rerun finishing it.
 #include <catch2/catch.hpp>
-#include <functional>
 
 #include "base/error.h"
 #include "boot/systemd_boot.h"
@@ -63,9 +62,12 @@ class CuttingEsp final : public EspAccess {
   std::shared_ptr<EspAccess> esp_;
 };
 
+using Step = void (*)(SystemdBoot&, EspAccess&);
+
+// Slot a good, then slot b installed and booted once, then `then`; then `op` is cut.
 struct Case {
   const char* name;
-  std::function<void(SystemdBoot&, EspAccess&)> setup, op;
+  Step then, op;
   Slot before, after;
 };
 
@@ -74,58 +76,49 @@ void booted(SystemdBoot& sd, EspAccess& esp, Slot s) {
   REQUIRE(simulate_systemd_boot(esp));
 }
 
-// Slot a good, then slot b installed and `then` done to it.
-std::function<void(SystemdBoot&, EspAccess&)> a_good_b(
-    const std::function<void(SystemdBoot&, EspAccess&)>& then) {
-  return [then](SystemdBoot& sd, EspAccess& esp) {
-    sd.install(Slot::a, spec_for(Slot::a, "1"));
-    booted(sd, esp, Slot::a);
-    sd.mark_good(Slot::a);
-    sd.install(Slot::b, spec_for(Slot::b, "2"));
-    booted(sd, esp, Slot::b);
-    then(sd, esp);
-  };
+void setup(const Case& c, SystemdBoot& sd, EspAccess& esp) {
+  sd.install(Slot::a, spec_for(Slot::a, "1"));
+  booted(sd, esp, Slot::a);
+  sd.mark_good(Slot::a);
+  sd.install(Slot::b, spec_for(Slot::b, "2"));
+  booted(sd, esp, Slot::b);
+  c.then(sd, esp);
 }
 
-std::vector<Case> cases() {
-  auto nothing = [](SystemdBoot&, EspAccess&) {};
-  auto good = [](SystemdBoot& sd, EspAccess&) { sd.mark_good(Slot::b); };
-  auto bad = [](SystemdBoot& sd, EspAccess&) { sd.mark_bad(Slot::b); };
-  auto twice = [](SystemdBoot& sd, EspAccess& esp) {  // a on its other name, then back to b
-    sd.mark_good(Slot::b);
-    sd.make_first(Slot::a);
-    sd.make_first(Slot::b);
-    booted(sd, esp, Slot::b);
-  };
-  return {
-      {"rollback to a good slot", a_good_b(good),
-       [](SystemdBoot& sd, EspAccess&) { sd.make_first(Slot::a); }, Slot::b, Slot::a},
-      {"rollback to a slot on its other name", a_good_b(twice),
-       [](SystemdBoot& sd, EspAccess&) { sd.make_first(Slot::a); }, Slot::b, Slot::a},
-      {"forced rollback to a bad slot", a_good_b(bad),
-       [](SystemdBoot& sd, EspAccess&) { sd.make_first(Slot::b); }, Slot::a, Slot::b},
-      {"mark-good", a_good_b(nothing), [](SystemdBoot& sd, EspAccess&) { sd.mark_good(Slot::b); },
-       Slot::b, Slot::b},
-      {"mark-bad", a_good_b(nothing), [](SystemdBoot& sd, EspAccess&) { sd.mark_bad(Slot::b); },
-       Slot::b, Slot::a},
-      {"install over a slot's own entry", a_good_b(good),
-       [](SystemdBoot& sd, EspAccess&) { sd.install(Slot::a, spec_for(Slot::a, "3")); }, Slot::b,
-       Slot::a},
-  };
+void nothing(SystemdBoot&, EspAccess&) {}
+void good(SystemdBoot& sd, EspAccess&) { sd.mark_good(Slot::b); }
+void bad(SystemdBoot& sd, EspAccess&) { sd.mark_bad(Slot::b); }
+void twice(SystemdBoot& sd, EspAccess& esp) {  // a on its other name, then back to b
+  sd.mark_good(Slot::b);
+  sd.make_first(Slot::a);
+  sd.make_first(Slot::b);
+  booted(sd, esp, Slot::b);
 }
+void first_a(SystemdBoot& sd, EspAccess&) { sd.make_first(Slot::a); }
+void first_b(SystemdBoot& sd, EspAccess&) { sd.make_first(Slot::b); }
+void reinstall_a(SystemdBoot& sd, EspAccess&) { sd.install(Slot::a, spec_for(Slot::a, "3")); }
+
+constexpr Case kCases[] = {
+    {"rollback to a good slot", good, first_a, Slot::b, Slot::a},
+    {"rollback to a slot on its other name", twice, first_a, Slot::b, Slot::a},
+    {"forced rollback to a bad slot", bad, first_b, Slot::a, Slot::b},
+    {"mark-good", nothing, good, Slot::b, Slot::b},
+    {"mark-bad", nothing, bad, Slot::b, Slot::a},
+    {"install over a slot's own entry", good, reinstall_a, Slot::b, Slot::a},
+};
 
 }  // namespace
 
 TEST_CASE("systemd-boot entries: no rename over an entry, any cut leaves the old or new pick",
           "[unit]") {
-  for (const Case& c : cases()) {
+  for (const Case& c : kCases) {
     int steps = 0;
     for (int cut = 0;; ++cut) {
       INFO(c.name << ", cut before change " << cut);
       Esp e("mounted");
       add_kernels(*e.esp);
       SystemdBoot plain(e.esp);
-      c.setup(plain, *e.esp);
+      setup(c, plain, *e.esp);
       REQUIRE(plain.next_boot() == c.before);
       auto cutting = std::make_shared<CuttingEsp>(e.esp);
       cutting->cut_at = cut;
