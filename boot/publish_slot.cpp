@@ -14,13 +14,19 @@ void retire_slot(EspAccess& esp, BootControl& boot, layout::Slot s) {
   fault::point("remove target manifest");
   esp.remove(paths.manifest);
   esp.remove(paths.signature);
+  // The kernel and initrd too: publish_slot then writes them under names not in use. A
+  // rename over a file on FAT frees its clusters in a separate write from its directory
+  // record; a cut between them leaves the name on free clusters, which the next write
+  // allocates again and the next rename over it frees (docs/powerloss.md).
+  esp.remove(paths.kernel);
+  esp.remove(paths.initrd);
 }
 
 bool publish_slot(EspAccess& esp, BootControl& boot, layout::Slot s, const SlotRelease& r) {
   const SlotEspPaths paths = slot_esp_paths(s);
   const std::string name = std::string("slot ") + layout::slot_char(s);
   with_context("installing boot files of " + name, [&] {
-    esp.mkdirs(paths.dir);
+    for (layout::Slot d : {layout::Slot::a, layout::Slot::b}) esp.mkdirs(slot_esp_paths(d).dir);
     fault::point("copy kernel");
     if (!r.kernel.empty()) esp.copy_in(r.kernel, paths.kernel);
     fault::point("copy initrd");

@@ -22,14 +22,17 @@ struct SlotRelease {
 };
 
 // Before a slot's partitions are rewritten: its loader entry goes first (nothing boots the
-// slot), then its kept manifest and signature (nothing rolls back to it). A slot with
-// nothing installed is left as it is.
+// slot), then its kept manifest and signature (nothing rolls back to it), kernel and initrd. A slot
+// with nothing installed is left as it is.
 void retire_slot(EspAccess& esp, BootControl& boot, layout::Slot s);
 
 // After the slot's partitions were written and verified: kernel, initrd, signature and
-// manifest to /osup/<slot>/, then, last, the loader entry with the manifest's tries and
-// the slot's command line (boot/slot_boot.h). Every step is an atomic replace and a fault
-// point. Without a kernel no entry is written; returns whether one was.
+// manifest to /osup/<slot>/ (both slots' directories are made with the first slot, the
+// factory one at build time, so `switch` never makes a directory on FAT: a cut during that
+// mkdir could leave one with start cluster 0, which fsck.vfat deletes; docs/powerloss.md), then,
+// last, the loader entry with the manifest's tries and the slot's command line (boot/slot_boot.h).
+// Every step is an atomic replace and a fault point. Without a kernel no entry is written; returns
+// whether one was.
 bool publish_slot(EspAccess& esp, BootControl& boot, layout::Slot s, const SlotRelease& r);
 
 // The boot loader itself, as the builder puts it on a new ESP: EFI_BINARY as the firmware's

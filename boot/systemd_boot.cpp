@@ -87,19 +87,22 @@ void parse_tries(const std::string& file, int& left, int& done) {
   done = static_cast<int>(d);
 }
 
-// Our entries: "osup-<slot>" then ".conf" or a counter. Which slot, if ours.
-std::optional<layout::Slot> osup_slot_of(const std::string& file) {
-  const std::string id = lower(file);
-  if (!id.starts_with("osup-") || id.size() < 7 || !id.ends_with(".conf")) return std::nullopt;
-  const char c = id[5];
-  if (c != 'a' && c != 'b') return std::nullopt;
-  const std::string rest = id.substr(6);
-  if (rest != ".conf" && rest[0] != '+') return std::nullopt;
-  return c == 'a' ? layout::Slot::a : layout::Slot::b;
+// A slot's entry has two stems, "osup-a" and "osup-a~1": a new entry of the slot (install,
+// make_first) goes under the stem its current entry does not use, and only then is the old
+// one removed. osup never renames over an existing entry: on FAT that frees the old file's
+// clusters and rewrites its directory record in separate sectors, and a power cut between
+// them leaves a name pointing at free clusters, which fsck.vfat truncates (docs/powerloss.md,
+// finding 2). Both stems parse as the same slot; the loader sorts them by `version`.
+constexpr std::string_view kAltStem = "~1";
+
+bool on_alt_stem(const std::string& file) {
+  return file.size() > 6 && lower(file).substr(6).starts_with(kAltStem);
 }
 
-std::string entry_name(layout::Slot s, int left = -1, int done = 0) {
+// The one place entry names are made: stem, then the counter "+LEFT[-DONE]" if counted.
+std::string entry_name(layout::Slot s, bool alt, int left = -1, int done = 0) {
   std::string n = std::string("osup-") + layout::slot_char(s);
+  if (alt) n += kAltStem;
   if (left >= 0) n += "+" + std::to_string(left) + (done > 0 ? "-" + std::to_string(done) : "");
   return n + ".conf";
 }
@@ -114,7 +117,15 @@ std::vector<LoaderEntry> sorted_entries(const EspAccess& esp) {
     // chain is broken, and reading it must not hide the entries that are whole.
     const std::string id = lower(f);
     if (!id.ends_with(".conf") || id.starts_with("auto-")) continue;
-    auto content = esp.read(entry_path(f));
+    std::optional<std::string> content;
+    try {
+      content = esp.read(entry_path(f));
+    } catch (const Error&) {
+      // The loader skips a file it cannot read. A cut while an old entry is removed can
+      // leave its record on clusters the FAT already freed; the new entry beside it is
+      // whole and has the higher generation.
+      continue;
+    }
     if (!content) continue;
     auto e = parse_loader_entry(f, *content);
     // The loader drops entries whose kernel is missing.
@@ -158,6 +169,17 @@ std::string with_generation(const std::string& content, uint64_t gen) {
 }
 
 }  // namespace
+
+std::optional<layout::Slot> osup_entry_slot(const std::string& file) {
+  const std::string id = lower(file);
+  if (!id.starts_with("osup-") || id.size() < 7 || !id.ends_with(".conf")) return std::nullopt;
+  const char c = id[5];
+  if (c != 'a' && c != 'b') return std::nullopt;
+  std::string rest = id.substr(6);
+  if (rest.starts_with(kAltStem)) rest = rest.substr(kAltStem.size());
+  if (rest != ".conf" && rest[0] != '+') return std::nullopt;
+  return c == 'a' ? layout::Slot::a : layout::Slot::b;
+}
 
 int strverscmp_improved(std::string_view a, std::string_view b) {
   if (a.empty() || b.empty()) return sign(a.compare(b));
@@ -278,10 +300,10 @@ std::string loader_conf() {
 
 std::optional<std::string> SystemdBoot::entry_file(layout::Slot s) const {
   for (const auto& e : sorted_entries(*esp_))
-    if (osup_slot_of(e.file) == s) return e.file;
+    if (osup_entry_slot(e.file) == s) return e.file;
   // An entry whose kernel is missing is invisible to the loader but still ours.
   for (const std::string& f : esp_->list(kEntriesDir))
-    if (osup_slot_of(f) == s) return f;
+    if (osup_entry_slot(f) == s) return f;
   return std::nullopt;
 }
 
@@ -310,14 +332,14 @@ SlotBoot SystemdBoot::slot(layout::Slot s) const {
 std::optional<layout::Slot> SystemdBoot::next_boot() const {
   auto picked = systemd_boot_pick(*esp_);
   if (!picked) return std::nullopt;
-  return osup_slot_of(*picked);
+  return osup_entry_slot(*picked);
 }
 
 void SystemdBoot::disable(layout::Slot s) {
   for (const std::string& f : esp_->list(kEntriesDir)) {
     std::string name = lower(f);
     if (name.ends_with(".tmp")) name.resize(name.size() - 4);
-    if (osup_slot_of(name) == s) esp_->remove(entry_path(f));
+    if (osup_entry_slot(name) == s) esp_->remove(entry_path(f));
   }
 }
 
@@ -346,11 +368,7 @@ void SystemdBoot::install(layout::Slot s, const EntrySpec& spec) {
   with_context("installing the boot entry of slot " + std::string(1, c), [&] {
     esp_->mkdirs(kEntriesDir);
     if (!esp_->exists(kLoaderConf)) esp_->write_atomic(kLoaderConf, loader_conf());
-    const std::string name = entry_name(s, spec.tries);
-    // Write the new entry first, then drop older ones: the slot always has an entry.
-    esp_->write_atomic(entry_path(name), text);
-    for (const std::string& f : esp_->list(kEntriesDir))
-      if (osup_slot_of(f) == s && lower(f) != name) esp_->remove(entry_path(f));
+    replace_entry(s, text, spec.tries);
   });
 }
 
@@ -363,25 +381,44 @@ std::string SystemdBoot::require_entry(layout::Slot s, const char* action) const
   return *f;
 }
 
+void SystemdBoot::drop_entries_except(layout::Slot s, const std::string& keep) {
+  for (const std::string& f : esp_->list(kEntriesDir))
+    if (osup_entry_slot(f) == s && lower(f) != lower(keep)) esp_->remove(entry_path(f));
+}
+
+void SystemdBoot::replace_entry(layout::Slot s, const std::string& text, int tries) {
+  const auto current = entry_file(s);
+  // A crash may have left an older entry on the other stem: it goes first, so the name
+  // written below is free and the write_atomic's rename never lands on an existing entry.
+  const bool alt = current && !on_alt_stem(*current);
+  for (const std::string& f : esp_->list(kEntriesDir))
+    if (osup_entry_slot(f) == s && on_alt_stem(f) == alt) esp_->remove(entry_path(f));
+  const std::string name = entry_name(s, alt, tries);
+  // Written and synced whole before the old entry goes: a cut leaves one or both, each whole.
+  esp_->write_atomic(entry_path(name), text);
+  drop_entries_except(s, name);
+}
+
 void SystemdBoot::make_first(layout::Slot s) {
   const std::string f = require_entry(s, "make first");
   auto content = esp_->read(entry_path(f));
   if (!content) fail("boot entry " + entry_path(f) + " vanished while reading it");
-  // The good name with a higher version first, then drop the counted one: a crash in
-  // between leaves both, and the loader sorts the new, good one first.
-  const std::string good = entry_name(s);
-  esp_->write_atomic(entry_path(good), with_generation(*content, next_generation()));
-  if (lower(f) != good) esp_->remove(entry_path(f));
+  // The good entry with a higher version, under the other stem, then drop the old one: a
+  // crash in between leaves both, and the loader sorts the new one first.
+  replace_entry(s, with_generation(*content, next_generation()), -1);
 }
 
-void SystemdBoot::rename_entry(const std::string& from, const std::string& to) {
+void SystemdBoot::rename_entry(layout::Slot s, const std::string& from, const std::string& to) {
   if (lower(from) == lower(to)) return;
+  // Leftovers of a crash go first: the rename's target must not exist.
+  drop_entries_except(s, from);
   esp_->rename(entry_path(from), entry_path(to));
 }
 
 void SystemdBoot::mark_good(layout::Slot s) {
   // Exactly what systemd-bless-boot does on success: drop the counter from the name.
-  rename_entry(require_entry(s, "mark good"), entry_name(s));
+  const std::string f = require_entry(s, "mark good");
+  rename_entry(s, f, entry_name(s, on_alt_stem(f)));
 }
 
 void SystemdBoot::mark_bad(layout::Slot s) {
@@ -389,7 +426,7 @@ void SystemdBoot::mark_bad(layout::Slot s) {
   const std::string f = require_entry(s, "mark bad");
   int left = -1, done = -1;
   parse_tries(f, left, done);
-  rename_entry(f, entry_name(s, 0, std::max(done, 0)));
+  rename_entry(s, f, entry_name(s, on_alt_stem(f), 0, std::max(done, 0)));
 }
 
 }  // namespace osup

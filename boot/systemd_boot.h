@@ -60,9 +60,14 @@ std::optional<std::string> simulate_systemd_boot(EspAccess& esp);
 // The loader.conf osup needs: `default osup-*`, `timeout 0`. The builder writes it too.
 [[nodiscard]] std::string loader_conf();
 
-// Entry files: "osup-<slot>.conf" (good), "osup-<slot>+<left>[-<done>].conf" (trying;
-// +0-N is exhausted = bad). Fields: title "<OS> <version> (slot a)", sort-key osup,
-// version <generation>, linux, initrd, options "<cmdline> osup.slot=a", plus the comment
+// Which slot an osup entry file belongs to ("osup-b+2-1.conf", "osup-a~1.conf"), or nullopt.
+[[nodiscard]] std::optional<layout::Slot> osup_entry_slot(const std::string& file);
+
+// Entry files: "<stem>.conf" (good), "<stem>+<left>[-<done>].conf" (trying; +0-N is
+// exhausted = bad), where a slot's stem alternates between "osup-<slot>" and
+// "osup-<slot>~1": a new entry never replaces the old one by a rename over it. Fields: title "<OS>
+// <version> (slot a)", sort-key osup, version <generation>, linux, initrd, options "<cmdline>
+// osup.slot=a", plus the comment
 // "# osup-version <OS version>" that SlotBoot reads back.
 class SystemdBoot final : public BootControl {
  public:
@@ -84,7 +89,11 @@ class SystemdBoot final : public BootControl {
  private:
   [[nodiscard]] std::string require_entry(layout::Slot, const char* action) const;
   [[nodiscard]] uint64_t next_generation() const;
-  void rename_entry(const std::string& from, const std::string& to);
+  // Writes the slot's entry under the stem its current one does not use, then removes
+  // the old one; tries < 0: a good (uncounted) entry.
+  void replace_entry(layout::Slot, const std::string& text, int tries);
+  void drop_entries_except(layout::Slot, const std::string& keep);
+  void rename_entry(layout::Slot, const std::string& from, const std::string& to);
   std::shared_ptr<EspAccess> esp_;
 };
 

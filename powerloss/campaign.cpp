@@ -1,6 +1,7 @@
 #include "powerloss/campaign.h"
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <map>
@@ -8,6 +9,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "powerloss/rerun.h"
 
 namespace osup::powerloss {
 
@@ -62,6 +64,8 @@ std::vector<PhaseResult> run_campaign(const WriteLog& log, CrashChecker& checker
     g.first = ph.first;
     g.last = ph.last;
     std::vector<CrashState> states = generate_states(log, g);
+    const std::optional<Rerun> rerun =
+        o.rerun_every ? rerun_for_phase(ph.name, o.bundle) : std::nullopt;
     const size_t step =
         o.limit && states.size() > o.limit ? (states.size() + o.limit - 1) / o.limit : 1;
     const auto t0 = std::chrono::steady_clock::now();
@@ -70,6 +74,14 @@ std::vector<PhaseResult> run_campaign(const WriteLog& log, CrashChecker& checker
       const bool data = o.data_every <= 1 || (i / step) % o.data_every == 0;
       r.data_checked += data ? 1 : 0;
       Verdict v = checker.check(s, data);
+      if (rerun && (i / step) % o.rerun_every == 0) {
+        ++r.reruns;
+        checker.write_disk_image(o.rerun_image);
+        const std::string err = rerun_error(o.rerun_image, *rerun, o.osup_exe, o.keys_dir,
+                                            checker.trust(), checker.base_loader_files());
+        if (!err.empty()) v.failures.push_back(err);
+        std::filesystem::remove(o.rerun_image);
+      }
       r.esp_repaired += v.esp_repaired ? 1 : 0;
       ++r.states[static_cast<int>(s.kind)];
       (v.boots == layout::Slot::a   ? r.boots_a
@@ -91,7 +103,8 @@ void print_summary(std::ostream& out, const std::vector<PhaseResult>& results,
       << std::setw(9) << "MiB" << std::setw(8) << "flushes" << std::setw(8) << "flush"
       << std::setw(8) << "subset" << std::setw(7) << "torn" << std::setw(8) << "boot a"
       << std::setw(8) << "boot b" << std::setw(6) << "none" << std::setw(8) << "e2fsck"
-      << std::setw(8) << "ESPfix" << std::setw(8) << "failed" << std::setw(10) << "ms/state"
+      << std::setw(8) << "ESPfix" << std::setw(7) << "rerun" << std::setw(8) << "failed"
+      << std::setw(10) << "ms/state"
       << "\n";
   size_t total = 0, failed = 0;
   double seconds = 0;
@@ -103,8 +116,9 @@ void print_summary(std::ostream& out, const std::vector<PhaseResult>& results,
         << std::setw(8) << r.flushes << std::setw(8) << r.states[0] << std::setw(8) << r.states[1]
         << std::setw(7) << r.states[2] << std::setw(8) << r.boots_a << std::setw(8) << r.boots_b
         << std::setw(6) << r.boots_none << std::setw(8) << r.data_checked << std::setw(8)
-        << r.esp_repaired << std::setw(8) << r.failures.size() << std::setw(10)
-        << std::setprecision(1) << (n ? 1000.0 * r.seconds / static_cast<double>(n) : 0.0) << "\n";
+        << r.esp_repaired << std::setw(7) << r.reruns << std::setw(8) << r.failures.size()
+        << std::setw(10) << std::setprecision(1)
+        << (n ? 1000.0 * r.seconds / static_cast<double>(n) : 0.0) << "\n";
   }
   out << "states " << total << ", failed " << failed << ", " << std::setprecision(0) << seconds
       << " s; distinct regions checked: GPT " << c.gpt << ", ESP " << c.esp << ", slot roots "

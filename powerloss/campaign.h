@@ -10,6 +10,7 @@
 
 #include "powerloss/crash_check.h"
 #include "powerloss/crash_states.h"
+#include "powerloss/rerun.h"
 
 namespace osup::powerloss {
 
@@ -27,6 +28,10 @@ struct CampaignOptions {
   GenerateOptions generate;
   size_t limit = 0;       // at most this many states per phase, evenly spread (0: all)
   size_t data_every = 1;  // e2fsck the data partition in every Nth state (it costs ~1 s)
+  // Rerun the interrupted operation (powerloss/rerun.h) in every Nth state of a phase that
+  // has one (0: never): a switch rerun writes a whole slot, seconds per state.
+  size_t rerun_every = 0;
+  std::string osup_exe, keys_dir, bundle, rerun_image;
 };
 
 struct PhaseResult {
@@ -35,6 +40,7 @@ struct PhaseResult {
   uint64_t bytes_written = 0;
   size_t states[3] = {0, 0, 0};  // by StateKind
   size_t boots_a = 0, boots_b = 0, boots_none = 0, data_checked = 0, esp_repaired = 0;
+  size_t reruns = 0;  // states where the operation was run again (and had to succeed)
   std::vector<std::pair<std::string, std::string>> failures;  // (state, reasons)
   double seconds = 0;
 };

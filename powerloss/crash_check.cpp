@@ -190,6 +190,17 @@ std::string CrashChecker::data_error() {
   return data_cache_.emplace(k, err).first->second;
 }
 
+void CrashChecker::write_disk_image(const std::string& path) {
+  for (const char* name : {"gpt-head", "gpt-tail", "esp"}) disk_->materialize(disk_->find(name));
+  for (layout::Slot s : {layout::Slot::a, layout::Slot::b})
+    for (const std::string& label : {layout::root_label(s), layout::verity_label(s)})
+      disk_->materialize(disk_->find(label));
+  run_checked({"cp", "--sparse=always", osup_.path, path});
+  const Region& esp = disk_->region(disk_->find("esp"));
+  run_checked({"dd", "if=" + esp.file, "of=" + path, "bs=1M", "oflag=seek_bytes",
+               "seek=" + std::to_string(esp.first * 512), "conv=notrunc,sparse", "status=none"});
+}
+
 Verdict CrashChecker::check(const CrashState& s, bool with_data) {
   Verdict v;
   disk_->select(s);

@@ -63,6 +63,13 @@ class CrashChecker {
   // with_data: also e2fsck the data partition (the expensive part; a campaign may sample).
   [[nodiscard]] Verdict check(const CrashState& s, bool with_data = true);
   [[nodiscard]] const CheckCounts& counts() const { return counts_; }
+  // The state last checked as one disk image at `path`, for rerunning the operation on
+  // it; the data partition is left as holes (an update neither reads nor writes it).
+  void write_disk_image(const std::string& path);
+  [[nodiscard]] const sig::TrustStore& trust() const { return trust_; }
+  [[nodiscard]] const std::map<std::string, std::string>& base_loader_files() const {
+    return base_loader_files_;
+  }
 
  private:
   [[nodiscard]] std::string gpt_error();

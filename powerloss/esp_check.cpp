@@ -14,13 +14,6 @@ namespace osup::powerloss {
 
 namespace {
 
-std::optional<layout::Slot> slot_of(const std::string& file) {
-  if (file.size() < 6 || file.compare(0, 5, "osup-") != 0) return std::nullopt;
-  if (file[5] == 'a') return layout::Slot::a;
-  if (file[5] == 'b') return layout::Slot::b;
-  return std::nullopt;
-}
-
 // The value of "key value" lines of a Type #1 entry.
 std::string entry_field(const std::string& content, const std::string& key) {
   std::istringstream in(content);
@@ -39,11 +32,16 @@ std::vector<BootEntry> bootable_entries(const EspAccess& esp,
     std::transform(id.begin(), id.end(), id.begin(),
                    [](unsigned char c) { return std::tolower(c); });
     if (!id.ends_with(".conf") || id.starts_with("auto-")) continue;  // the loader skips them
-    auto content = esp.read(std::string(kEntriesDir) + "/" + f);
+    std::optional<std::string> content;
+    try {  // what the loader cannot read it skips, as systemd_boot_pick does
+      content = esp.read(std::string(kEntriesDir) + "/" + f);
+    } catch (const Error&) {
+      continue;
+    }
     if (!content) continue;
     auto e = parse_loader_entry(f, *content);
     if (!e || !esp.exists(e->linux_path)) continue;
-    BootEntry b{f, slot_of(e->id), e->linux_path, entry_field(*content, "initrd"),
+    BootEntry b{f, osup_entry_slot(e->id), e->linux_path, entry_field(*content, "initrd"),
                 entry_field(*content, "options")};
     if (picked && f == *picked)
       out.insert(out.begin(), std::move(b));

@@ -1,5 +1,8 @@
 // osup-powerloss: replays the crash states of a recorded write log onto its base image
 // and checks that each one boots a good system (docs/powerloss.md).
+#include <unistd.h>
+
+#include <filesystem>
 #include <iostream>
 
 #include "base/cli_args.h"
@@ -10,7 +13,8 @@ namespace {
 
 constexpr const char* kUsage =
     "osup-powerloss --base IMG --log LOG --keys DIR [--phases FILE] [--subsets N] [--torn N] "
-    "[--torn-unit BYTES] [--seed N] [--limit N] [--data-every N] [--work DIR] [--quiet]";
+    "[--torn-unit BYTES] [--seed N] [--limit N] [--data-every N] [--work DIR] [--quiet] "
+    "[--rerun-every N --bundle BUNDLE [--osup EXE]]";
 
 size_t number(const osup::CliArgs& a, const std::string& name, size_t fallback) {
   const std::string v = a.value_or(name, std::to_string(fallback));
@@ -27,7 +31,7 @@ int run(int argc, char** argv) {
   using namespace osup::powerloss;
   osup::CliArgs a("osup-powerloss", std::vector<std::string>(argv + 1, argv + argc),
                   {"base", "log", "keys", "phases", "subsets", "torn", "seed", "limit",
-                   "data-every", "work", "torn-unit"},
+                   "data-every", "work", "torn-unit", "rerun-every", "bundle", "osup"},
                   {"quiet"});
   a.expect_positionals(0, 0, kUsage);
   const WriteLog log(a.required("log", kUsage));
@@ -42,9 +46,23 @@ int run(int argc, char** argv) {
   o.generate.torn_unit = static_cast<uint32_t>(unit / log.sector_size());
   o.limit = number(a, "limit", 0);
   o.data_every = number(a, "data-every", 1);
-  CrashChecker checker(a.required("base", kUsage), log,
-                       osup::sig::TrustStore::load_dir(a.required("keys", kUsage)),
-                       a.value_or("work", "/var/tmp/osup-powerloss"));
+  const std::string work = a.value_or("work", "/var/tmp/osup-powerloss");
+  o.rerun_every = number(a, "rerun-every", 0);
+  o.keys_dir = a.required("keys", kUsage);
+  o.bundle = a.value_or("bundle", "");
+  // Beside this tool in the build tree: build/powerloss/osup-powerloss, build/updater/osup.
+  const auto self = std::filesystem::read_symlink("/proc/self/exe").parent_path();
+  o.osup_exe = a.value_or("osup", (self.parent_path() / "updater/osup").string());
+  o.rerun_image = work + "/rerun.img";
+  if (o.rerun_every && !std::filesystem::is_regular_file(o.bundle))
+    osup::fail(
+        "osup-powerloss: --rerun-every needs --bundle, the bundle the recorded switch "
+        "installed ('" +
+        o.bundle + "' is not a file)");
+  if (o.rerun_every && ::access(o.osup_exe.c_str(), X_OK) != 0)
+    osup::fail("osup-powerloss: no osup binary at " + o.osup_exe + "; build it or pass --osup");
+  CrashChecker checker(a.required("base", kUsage), log, osup::sig::TrustStore::load_dir(o.keys_dir),
+                       work);
   const auto phases = read_phases(a.value_or("phases", ""), log);
   const auto results =
       run_campaign(log, checker, phases, o, a.flag("quiet") ? nullptr : &std::cerr);

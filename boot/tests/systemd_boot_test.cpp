@@ -145,15 +145,21 @@ TEST_CASE("systemd-boot: switch, boot counting, rollback", "[unit]") {
     boot(Slot::b);
     boot(Slot::b);
 
-    // Rollback: a good slot goes first by a higher generation, without tries.
+    // Rollback: a good slot goes first by a higher generation, without tries, under the
+    // slot's other name (never a rename over the entry in use).
     sd.make_first(Slot::a);
     CHECK(sd.slot(Slot::a).generation == 3);
     CHECK(sd.slot(Slot::a).state == SlotState::good);
-    CHECK(entries(esp) == "osup-a.conf osup-b.conf ");
+    CHECK(entries(esp) == "osup-a~1.conf osup-b.conf ");
     boot(Slot::a);
     sd.make_first(Slot::b);
     CHECK(sd.slot(Slot::b).generation == 4);
+    CHECK(entries(esp) == "osup-a~1.conf osup-b~1.conf ");
     boot(Slot::b);
+    sd.make_first(Slot::a);  // and back to the first name
+    CHECK(entries(esp) == "osup-a.conf osup-b~1.conf ");
+    CHECK(sd.slot(Slot::a).generation == 5);
+    boot(Slot::a);
   }
 
   SECTION("mark_bad passes a trying slot over") {
@@ -166,7 +172,7 @@ TEST_CASE("systemd-boot: switch, boot counting, rollback", "[unit]") {
     boot(Slot::a);
     // A forced rollback to the bad slot: first, without tries.
     sd.make_first(Slot::b);
-    CHECK(entries(esp) == "osup-a.conf osup-b.conf ");
+    CHECK(entries(esp) == "osup-a.conf osup-b~1.conf ");
     CHECK(sd.slot(Slot::b).state == SlotState::good);
     CHECK(sd.slot(Slot::b).generation == 3);
     boot(Slot::b);
@@ -228,10 +234,14 @@ TEST_CASE("systemd-boot: a crash mid-install leaves a bootable slot", "[unit]") 
   CHECK(sd.slot(Slot::b).state == SlotState::empty);
   sd.disable(Slot::b);
   CHECK(entries(*e.esp) == "osup-a.conf ");
-  // Reinstalling a slot replaces its old entry (new one written first).
+  // Reinstalling a slot replaces its old entry (new one written first, under the other name).
   sd.install(Slot::a, spec_for(Slot::a, "1.1"));
-  CHECK(entries(*e.esp) == "osup-a+3.conf ");
+  CHECK(entries(*e.esp) == "osup-a~1+3.conf ");
   CHECK(sd.slot(Slot::a).version == "1.1");
+  // The entry on the other name is counted, marked good and bad like the first one.
+  sd.mark_good(Slot::a);
+  CHECK(entries(*e.esp) == "osup-a~1.conf ");
+  CHECK(sd.next_boot() == Slot::a);
 }
 
 namespace {
@@ -240,11 +250,12 @@ namespace {
 // cut left free (found by the power-loss campaign, docs/powerloss.md).
 class BrokenTmpEsp final : public EspAccess {
  public:
-  explicit BrokenTmpEsp(std::shared_ptr<EspAccess> esp) : esp_(std::move(esp)) {}
+  explicit BrokenTmpEsp(std::shared_ptr<EspAccess> esp, std::string broken = ".tmp")
+      : esp_(std::move(esp)), broken_(std::move(broken)) {}
   std::string describe() const override { return esp_->describe(); }
   std::vector<std::string> list(const std::string& dir) const override { return esp_->list(dir); }
   std::optional<std::string> read(const std::string& path) const override {
-    if (path.ends_with(".tmp")) fail("mcopy on " + path + " failed (exit 1)");
+    if (path.ends_with(broken_)) fail("mcopy on " + path + " failed (exit 1)");
     return esp_->read(path);
   }
   bool copy_out(const std::string& p, const std::string& h) const override {
@@ -258,6 +269,7 @@ class BrokenTmpEsp final : public EspAccess {
 
  private:
   std::shared_ptr<EspAccess> esp_;
+  std::string broken_;
 };
 
 }  // namespace
@@ -272,4 +284,25 @@ TEST_CASE("systemd-boot: an unreadable leftover temp entry does not hide the rea
   auto broken = std::make_shared<BrokenTmpEsp>(e.esp);
   CHECK(systemd_boot_pick(*broken) == "osup-a.conf");
   CHECK(SystemdBoot(broken).next_boot() == Slot::a);
+}
+
+TEST_CASE("systemd-boot: an old entry a cut left on freed clusters does not hide the new one",
+          "[unit]") {
+  Esp e("mounted");
+  add_kernels(*e.esp);
+  SystemdBoot sd(e.esp);
+  sd.install(Slot::a, spec_for(Slot::a, "1"));
+  sd.mark_good(Slot::a);
+  const std::string old = *e.esp->read("/loader/entries/osup-a.conf");
+  sd.install(Slot::b, spec_for(Slot::b, "2"));
+  sd.mark_good(Slot::b);
+  sd.make_first(Slot::a);  // osup-a~1.conf, generation 3
+  // The cut came while osup-a.conf was being removed: its record is still there, but
+  // its clusters are free and reading it fails.
+  e.esp->write_atomic("/loader/entries/osup-a.conf", old);
+  auto broken = std::make_shared<BrokenTmpEsp>(e.esp, "/osup-a.conf");
+  CHECK(systemd_boot_pick(*broken) == "osup-a~1.conf");
+  CHECK(SystemdBoot(broken).next_boot() == Slot::a);
+  // Read as it was, the old entry still loses: its generation is lower.
+  CHECK(systemd_boot_pick(*e.esp) == "osup-a~1.conf");
 }

@@ -4,9 +4,11 @@
 
 #include <catch2/catch.hpp>
 
+#include "base/process.h"
 #include "base/temp_dir.h"
 #include "format/gpt.h"
 #include "format/signature.h"
+#include "powerloss/rerun.h"
 #include "tests/support/test_support.h"
 
 using namespace osup;
@@ -49,4 +51,46 @@ TEST_CASE("the crash checker passes an untouched disk and fails damaged roots an
   CHECK_FALSE(esp.boots.has_value());
   CHECK_FALSE(esp.failures.empty());
   CHECK(checker.counts().esp == 2);  // the first two states share the ESP
+}
+
+TEST_CASE("rerunning the operation on a crash state: a switch finishes and verifies",
+          "[powerloss]") {
+  test::TempDir dir;
+  const test::TestKey key = test::make_key(dir / "key");
+  const test::TestImage v1 = test::build_tiny_image(dir / "one", Arch::x86_64, "1.0.0", key);
+  const test::TestImage v2 = test::build_tiny_image(dir / "two", Arch::x86_64, "2.0.0", key);
+  const gpt::Table t = gpt::read(v1.disk);
+  const std::string log_path = dir / "writes.log";
+  {
+    WriteLogWriter w(log_path);
+    w.flush();                                      // 0
+    w.write(t.find("esp")->start / 512, zeros(1));  // 1: the FAT boot sector
+    w.flush();                                      // 2
+  }
+  WriteLog log(log_path);
+  CrashChecker checker(v1.disk, log, sig::TrustStore::load_dir(key.trust_dir), dir / "work");
+  const std::optional<Rerun> sw = rerun_for_phase("switch", v2.bundle);
+  REQUIRE(sw);
+  CHECK_FALSE(rerun_for_phase("first-boot", v2.bundle));
+  const std::string image = dir / "rerun.img";
+  auto rerun = [&](size_t durable_end) {
+    (void)checker.check(CrashState{StateKind::flush, durable_end, {}, std::nullopt}, false);
+    checker.write_disk_image(image);
+    return rerun_error(image, *sw, test::osup_exe(), key.trust_dir, checker.trust(),
+                       checker.base_loader_files());
+  };
+  // Before the cut's writes: the switch runs again to the end, and b boots, verified.
+  CHECK(rerun(1).empty());
+  // The rollback that follows a finished switch makes a first again.
+  const std::optional<Rerun> back = rerun_for_phase("rollback", "");
+  REQUIRE(back);
+  checker.write_disk_image(image);
+  REQUIRE(run({test::osup_exe(), "--disk", image, "--keys", key.trust_dir, "--booted", "a",
+               "switch", v2.bundle})
+              .exit_code == 0);
+  CHECK(rerun_error(image, *back, test::osup_exe(), key.trust_dir, checker.trust(),
+                    checker.base_loader_files())
+            .empty());
+  // The ESP gone: osup cannot even find it, and says so.
+  CHECK_THAT(rerun(3), Catch::Contains("rerun of osup switch failed"));
 }

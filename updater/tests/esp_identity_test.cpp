@@ -121,6 +121,11 @@ TEST_CASE("osup-build image and osup switch leave byte-identical ESP files for t
       osup("b", {"switch", v1.bundle, "--allow-downgrade"});
       const EspContents switched = read_esp(v2.disk);
       CHECK(switched.files.count("/loader/entries/osup-a+3.conf") == 1);
+      // Both slots' directories come with the image: a switch makes none (a cut during a
+      // mkdir on FAT is a window the power-loss campaign found, finding 4).
+      CHECK(factory.dirs.count("/osup/a") == 1);
+      CHECK(factory.dirs.count("/osup/b") == 1);
+      CHECK(switched.dirs == factory.dirs);
       osup("a", {"mark-good"});
       const EspContents after = read_esp(v2.disk);
 
