@@ -7,7 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fd.h"
+#include "boot/esp_access.h"
 #include "boot/uki.h"
+#include "format/gpt.h"
 #include "format/sha256.h"
 #include "tests/support/test_support.h"
 
@@ -26,7 +28,7 @@ void write_spec(const std::string& path, const std::string& body) { std::ofstrea
 
 }  // namespace
 
-TEST_CASE("image with secure_boot adds signed UKIs per slot and changes nothing else",
+TEST_CASE("image with secure_boot carries a signed UKI per slot in bundle and manifest and ESP",
           "[integration]") {
   test::TempDir dir;
   test::TestKey key = test::make_key(dir / "key");
@@ -55,13 +57,38 @@ TEST_CASE("image with secure_boot adds signed UKIs per slot and changes nothing 
       const RunResult r = build(dir / "sb.json", key, dir / ("sb-" + a), env);
       REQUIRE(r.exit_code == 0);
       const std::string stem = "r-1.0-" + a;
-      // Bundle, manifest and disk are the bytes a build without the key makes.
-      for (const char* ext : {".osup", ".manifest.json", ".img"})
-        CHECK(sha256_file(dir / ("plain-" + a + "/" + stem + ext)) ==
-              sha256_file(dir / ("sb-" + a + "/" + stem + ext)));
-      const std::string hash = json::parse(
-          read_text_file(dir / ("sb-" + a + "/" + stem + ".manifest.json")))["verity"]["root_hash"];
       const std::string out = dir / ("sb-" + a + "/" + stem);
+      // The signed manifest is the plain build's plus the two UKIs, named by sha256.
+      json plain =
+          json::parse(read_text_file(dir / ("plain-" + a + "/" + stem + ".manifest.json")));
+      json sb = json::parse(read_text_file(out + ".manifest.json"));
+      const std::string hash = sb["verity"]["root_hash"];
+      REQUIRE(sb["payloads"].size() == plain["payloads"].size() + 2);
+      for (const char slot : {'a', 'b'}) {
+        const json& p = sb["payloads"][slot == 'a' ? 2 : 3];
+        CHECK(p["name"] == std::string("uki-") + slot);
+        CHECK(p["sha256"] == to_hex(sha256_file(out + "-slot-" + slot + ".efi")));
+      }
+      sb["payloads"].erase(2);
+      sb["payloads"].erase(2);
+      CHECK(sb == plain);
+      // The bundle verifies and carries them; the disk's ESP boots slot a's signed UKI with
+      // the signed loader, and holds no unsigned kernel or initrd.
+      const RunResult inspect =
+          run({test::osup_build_exe(), "inspect", out + ".osup", "--pubkey", key.public_key});
+      INFO(inspect.out << inspect.err);
+      CHECK(inspect.exit_code == 0);
+      CHECK_THAT(inspect.out, Catch::Matchers::Contains("uki-b"));
+      const gpt::Table t = gpt::read(out + ".img");
+      const auto esp = open_image_esp(out + ".img", t.by_number(1)->start);
+      CHECK(esp->list("/EFI/Linux") == std::vector<std::string>{"OSUP-1-A.EFI"});
+      CHECK(esp->read("/EFI/Linux/osup-1-a.efi") == read_text_file(out + "-slot-a.efi"));
+      CHECK(esp->read("/EFI/BOOT/" + efi_fallback_name(arch)) ==
+            read_text_file(out + "-systemd-boot" + efi_arch_suffix(arch) + ".efi"));
+      CHECK_FALSE(esp->exists("/osup/a/vmlinuz"));
+      CHECK_FALSE(esp->exists("/osup/a/initrd"));
+      CHECK(esp->list("/loader/entries").empty());
+      CHECK(esp->exists("/osup/a/manifest.json"));
       for (const std::string& f : {out + "-slot-a.efi", out + "-slot-b.efi",
                                    out + "-systemd-boot" + efi_arch_suffix(arch) + ".efi"}) {
         INFO(f);
