@@ -1,6 +1,8 @@
 // osup-build image with the spec's secure_boot, and keygen --secure-boot, as users run
 // them: sbverify is the oracle for the signatures, the UKI's sections are read back.
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -110,4 +112,77 @@ TEST_CASE("image with secure_boot carries a signed UKI per slot in bundle and ma
       }
     }
   }
+}
+
+TEST_CASE("osup switch and verify and rollback on a Secure Boot disk use its signed UKIs",
+          "[integration]") {
+  test::TempDir dir;
+  test::TestKey key = test::make_key(dir / "key");
+  REQUIRE(run({test::osup_build_exe(), "keygen", "--secure-boot", "--out", dir / "sb"}).exit_code ==
+          0);
+  test::make_busybox_rootfs(Arch::x86_64, dir / "rootfs", true);
+  const std::string common = R"({"name":"r","version":"1.0","arch":"x86_64",
+    "rootfs":{"directory":"rootfs"},"disk":{"size":"320M","esp":"64M","slot":"64M"})";
+  write_spec(dir / "plain.json", common + "}");
+  write_spec(dir / "sb.json", common + R"(,"secure_boot":{"key":"sb/db.key","cert":"sb/db.crt"}})");
+  REQUIRE(build(dir / "sb.json", key, dir / "v1", {}).exit_code == 0);
+  auto bundle = [&](const std::string& spec, const std::string& out) {
+    REQUIRE(run({test::osup_build_exe(), "image", spec, "--key", key.private_key, "--out", out,
+                 "--version", "2.0", "--no-disk"})
+                .exit_code == 0);
+    return out + "/r-2.0-x86_64.osup";
+  };
+  const std::string sb2 = bundle(dir / "sb.json", dir / "v2"),
+                    plain2 = bundle(dir / "plain.json", dir / "p2");
+  const std::string img = dir / "v1/r-1.0-x86_64.img";
+  auto osup = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {test::osup_exe(), "--disk",     img,   "--keys",
+                                     key.trust_dir,    "--progress", "none"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    RunResult r = run(argv);
+    INFO(r.out << r.err);
+    return r;
+  };
+  const auto esp = open_image_esp(img, gpt::read(img).by_number(1)->start);
+  auto ukis = [&] {  // sorted, lower case (mtools keeps 8.3 names in upper case)
+    std::vector<std::string> names = esp->list("/EFI/Linux");
+    for (auto& n : names)
+      for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::sort(names.begin(), names.end());
+    std::string out;
+    for (const auto& n : names) out += n + " ";
+    return out;
+  };
+
+  // A bundle without UKIs is refused before anything is written.
+  const RunResult plain = osup({"switch", plain2});
+  CHECK(plain.exit_code != 0);
+  CHECK_THAT(plain.err, Catch::Matchers::Contains("carries no signed UKIs"));
+  CHECK(ukis() == "osup-1-a.efi ");
+
+  REQUIRE(osup({"switch", sb2}).exit_code == 0);
+  CHECK(ukis() == "osup-1-a.efi osup-2-b+3.efi ");
+  CHECK(esp->read("/EFI/Linux/osup-2-b+3.efi") ==
+        read_text_file(dir / "v2/r-2.0-x86_64-slot-b.efi"));
+  CHECK_FALSE(esp->exists("/osup/b/vmlinuz"));
+  CHECK_FALSE(esp->exists("/osup/b/initrd"));
+  CHECK(esp->list("/loader/entries").empty());
+  const RunResult st = osup({"status"});
+  CHECK_THAT(st.out, Catch::Matchers::Contains("2.0") && Catch::Matchers::Contains("trying"));
+  CHECK(osup({"verify", "b"}).exit_code == 0);
+
+  // One byte changed in the trial slot's UKI: verify names slot and file.
+  std::string uki = *esp->read("/EFI/Linux/osup-2-b+3.efi");
+  uki[uki.size() / 2] ^= 1;
+  esp->remove("/EFI/Linux/osup-2-b+3.efi");
+  esp->write_atomic("/EFI/Linux/osup-2-b+3.efi", uki);
+  const RunResult bad = osup({"verify", "b"});
+  CHECK(bad.exit_code != 0);
+  CHECK_THAT(bad.err, Catch::Matchers::Contains("UKI /EFI/Linux/osup-2-b+3.efi of slot b does "
+                                                "not match the signed manifest"));
+
+  // Rollback renames slot a to a higher generation; it boots first again.
+  REQUIRE(osup({"rollback"}).exit_code == 0);
+  CHECK(ukis() == "osup-2-b+3.efi osup-3-a.efi ");
+  CHECK(osup({"verify", "a"}).exit_code == 0);
 }
