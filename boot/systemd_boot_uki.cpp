@@ -28,6 +28,7 @@ std::vector<std::string> slot_files(const EspAccess& esp, layout::Slot s) {
     return compare_loader_entries(a, b) < 0;
   });
   std::vector<std::string> out;
+  out.reserve(entries.size());
   for (const LoaderEntry& e : entries) out.push_back(e.file);
   return out;
 }
