@@ -3,6 +3,7 @@
 #include "base/error.h"
 #include "boot/grub_env.h"
 #include "boot/systemd_boot.h"
+#include "boot/systemd_boot_uki.h"
 
 namespace osup {
 
@@ -68,14 +69,16 @@ std::unique_ptr<BootControl> make_boot_control(const std::string& kind,
                                                std::shared_ptr<EspAccess> esp) {
   if (!esp) fail("no ESP to control the boot on");
   if (kind == "systemd-boot") return std::make_unique<SystemdBoot>(std::move(esp));
+  if (kind == kSystemdBootUki) return std::make_unique<SystemdBootUki>(std::move(esp));
   auto grubenv = find_grubenv(*esp);
   if (kind == "grub")
     return std::make_unique<GrubEnv>(std::move(esp), grubenv.value_or("/grub/grubenv"));
   if (kind == "auto") {
     if (grubenv) return std::make_unique<GrubEnv>(std::move(esp), *grubenv);
+    if (has_uki_entries(*esp)) return std::make_unique<SystemdBootUki>(std::move(esp));
     return std::make_unique<SystemdBoot>(std::move(esp));
   }
-  fail("unknown boot loader '" + kind + "'; use systemd-boot, grub or auto");
+  fail("unknown boot loader '" + kind + "'; use systemd-boot, systemd-boot-uki, grub or auto");
 }
 
 }  // namespace osup

@@ -42,6 +42,8 @@ struct EntrySpec {
   std::string initrd;   // ESP path, may be ""
   std::string cmdline;  // osup.slot=<slot> is appended unless present (slot_cmdline has it)
   int tries = 3;
+  std::string uki;  // host file: the slot's signed UKI; only the Type #2 backend
+                    // (systemd_boot_uki.h) reads it, and then kernel/initrd/cmdline are unused
 };
 
 class BootControl {
@@ -68,8 +70,9 @@ class BootControl {
   virtual void mark_bad(layout::Slot) = 0;
 };
 
-// The one place a backend is chosen: "systemd-boot" | "grub" | "auto" (grub when
-// /grub/grubenv or /EFI/*/grubenv exists on the ESP, else systemd-boot).
+// The one place a backend is chosen: "systemd-boot" | "systemd-boot-uki" | "grub" | "auto"
+// (grub when /grub/grubenv or /EFI/*/grubenv exists on the ESP, else systemd-boot-uki when
+// /EFI/Linux holds osup's UKIs, else systemd-boot).
 [[nodiscard]] std::unique_ptr<BootControl> make_boot_control(const std::string& kind,
                                                              std::shared_ptr<EspAccess> esp);
 

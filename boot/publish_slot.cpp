@@ -4,6 +4,7 @@
 #include "base/fault.h"
 #include "boot/slot_boot.h"
 #include "boot/systemd_boot.h"
+#include "boot/systemd_boot_uki.h"
 
 namespace osup {
 
@@ -25,12 +26,20 @@ void retire_slot(EspAccess& esp, BootControl& boot, layout::Slot s) {
 bool publish_slot(EspAccess& esp, BootControl& boot, layout::Slot s, const SlotRelease& r) {
   const SlotEspPaths paths = slot_esp_paths(s);
   const std::string name = std::string("slot ") + layout::slot_char(s);
+  const bool uki = !r.uki.empty();
+  if (uki != (boot.name() == kSystemdBootUki))
+    fail(uki ? "cannot install " + name + ": its release boots a signed UKI, but the " +
+                   esp.describe() + " boots with " + boot.name() +
+                   "; flash a Secure Boot image (spec field secure_boot) first"
+             : "cannot install " + name + ": the " + esp.describe() +
+                   " boots signed UKIs only (Secure Boot); install a bundle built with "
+                   "secure_boot");
   with_context("installing boot files of " + name, [&] {
     for (layout::Slot d : {layout::Slot::a, layout::Slot::b}) esp.mkdirs(slot_esp_paths(d).dir);
     fault::point("copy kernel");
-    if (!r.kernel.empty()) esp.copy_in(r.kernel, paths.kernel);
+    if (!r.kernel.empty() && !uki) esp.copy_in(r.kernel, paths.kernel);
     fault::point("copy initrd");
-    if (!r.initrd.empty()) esp.copy_in(r.initrd, paths.initrd);
+    if (!r.initrd.empty() && !uki) esp.copy_in(r.initrd, paths.initrd);
     fault::point("write signature");
     esp.write_atomic(paths.signature, r.signature);
     fault::point("write manifest");
@@ -41,6 +50,9 @@ bool publish_slot(EspAccess& esp, BootControl& boot, layout::Slot s, const SlotR
   fault::point("install entry");
   with_context("writing the boot entry of " + name, [&] {
     const Manifest& m = r.manifest;
+    if (uki)
+      return boot.install(s,
+                          EntrySpec{slot_title(m, s), m.version, "", "", "", m.boot.tries, r.uki});
     boot.install(s,
                  EntrySpec{slot_title(m, s), m.version, paths.kernel,
                            r.initrd.empty() ? "" : paths.initrd, slot_cmdline(m, s), m.boot.tries});

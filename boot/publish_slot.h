@@ -19,6 +19,8 @@ struct SlotRelease {
   std::string signature;
   std::string kernel;  // host file; "" when the release carries no kernel (it cannot boot)
   std::string initrd;  // host file, or ""
+  std::string uki;     // host file: the slot's signed UKI (a Secure Boot bundle's uki-a/uki-b),
+                       // or "": then kernel and initrd stay off the ESP and the entry is Type #2
 };
 
 // Before a slot's partitions are rewritten: its loader entry goes first (nothing boots the
@@ -31,8 +33,10 @@ void retire_slot(EspAccess& esp, BootControl& boot, layout::Slot s);
 // factory one at build time, so `switch` never makes a directory on FAT: a cut during that
 // mkdir could leave one with start cluster 0, which fsck.vfat deletes; docs/powerloss.md), then,
 // last, the loader entry with the manifest's tries and the slot's command line (boot/slot_boot.h).
-// Every step is an atomic replace and a fault point. Without a kernel no entry is written; returns
-// whether one was.
+// With a UKI (`boot` must then be the Type #2 backend, systemd_boot_uki.h) only signature and
+// manifest go to /osup/<slot>/ and the signed UKI is the entry: nothing unsigned that boots is
+// written. Every step is an atomic replace and a fault point. Without a kernel no entry is
+// written; returns whether one was.
 bool publish_slot(EspAccess& esp, BootControl& boot, layout::Slot s, const SlotRelease& r);
 
 // The boot loader itself, as the builder puts it on a new ESP: EFI_BINARY as the firmware's

@@ -22,6 +22,10 @@ std::string slot_cmdline(const Manifest& m, layout::Slot s) {
   return cmd;
 }
 
+PayloadKind slot_uki_kind(layout::Slot s) {
+  return s == layout::Slot::a ? PayloadKind::uki_a : PayloadKind::uki_b;
+}
+
 std::string slot_title(const Manifest& m, layout::Slot s) {
   return m.name + " " + m.version + " (slot " + layout::slot_char(s) + ")";
 }

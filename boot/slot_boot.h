@@ -22,6 +22,9 @@ struct SlotEspPaths {
 // (systemd-veritysetup-generator's roothash= and the DPS-paired PARTUUIDs), then osup.slot=.
 [[nodiscard]] std::string slot_cmdline(const Manifest& m, layout::Slot s);
 
+// The bundle payload holding the slot's signed UKI (its signed command line names the slot).
+[[nodiscard]] PayloadKind slot_uki_kind(layout::Slot s);
+
 // Entry title shown by the boot menu: "minimal 1.2.0 (slot b)".
 [[nodiscard]] std::string slot_title(const Manifest& m, layout::Slot s);
 

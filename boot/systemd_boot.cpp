@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "boot/uki.h"
 
 namespace osup {
 namespace {
@@ -131,6 +132,9 @@ std::vector<LoaderEntry> sorted_entries(const EspAccess& esp) {
     // The loader drops entries whose kernel is missing.
     if (e && esp.exists(e->linux_path)) out.push_back(std::move(*e));
   }
+  // Type #2 entries: every *.efi in /EFI/Linux (the UKIs of boot/systemd_boot_uki.h).
+  for (const std::string& f : esp.list(kUkiDir))
+    if (auto e = uki_loader_entry(f)) out.push_back(std::move(*e));
   std::stable_sort(out.begin(), out.end(), [](const LoaderEntry& a, const LoaderEntry& b) {
     return compare_loader_entries(a, b) < 0;
   });
@@ -282,11 +286,16 @@ std::optional<std::string> simulate_systemd_boot(EspAccess& esp) {
   if (!picked) return std::nullopt;
   int left = -1, done = -1;
   parse_tries(*picked, left, done);
+  if (auto e = uki_loader_entry(*picked); e && lower(*picked).ends_with(".efi"))
+    left = e->tries_left, done = e->tries_done;
   if (left < 0) return picked;
   const std::string prefix = picked->substr(0, picked->rfind('+'));
+  // A Type #2 entry is counted in its own name and directory, like a Type #1 entry.
+  const bool uki = lower(*picked).ends_with(".efi");
+  const std::string dir = std::string(uki ? kUkiDir : kEntriesDir) + "/";
   const std::string next = prefix + "+" + std::to_string(std::max(left - 1, 0)) + "-" +
-                           std::to_string(done + 1) + ".conf";
-  esp.rename(entry_path(*picked), entry_path(next));
+                           std::to_string(done + 1) + (uki ? ".efi" : ".conf");
+  esp.rename(dir + *picked, dir + next);
   return next;
 }
 

@@ -51,7 +51,8 @@ struct LoaderEntry {
                                                             std::string_view content);
 // config_entry_compare: negative when a sorts (and boots) before b.
 [[nodiscard]] int compare_loader_entries(const LoaderEntry& a, const LoaderEntry& b);
-// The entry systemd-boot boots next without user input (file name), or nullopt.
+// The entry systemd-boot boots next without user input (file name), or nullopt. Type #1
+// entries in /loader/entries and Type #2 entries (UKIs) in /EFI/Linux alike.
 [[nodiscard]] std::optional<std::string> systemd_boot_pick(const EspAccess& esp);
 // What the loader does at boot: pick, then bump the picked entry's counter by renaming
 // it. Returns the picked entry's new file name. For tests and offline simulation.
@@ -99,5 +100,7 @@ class SystemdBoot final : public BootControl {
 
 inline constexpr const char* kEntriesDir = "/loader/entries";
 inline constexpr const char* kLoaderConf = "/loader/loader.conf";
+// Type #2 entries (UKIs): systemd-boot lists every *.efi here as one entry.
+inline constexpr const char* kUkiDir = "/EFI/Linux";
 
 }  // namespace osup

@@ -235,6 +235,28 @@ std::string uki_entry_name(layout::Slot s, uint64_t generation, int tries_left, 
   return n + ".efi";
 }
 
+std::optional<UkiEntryName> parse_uki_entry_name(const std::string& file) {
+  auto e = uki_loader_entry(file);
+  if (!e || !e->id.starts_with("osup-")) return std::nullopt;
+  // "osup-" GEN "-" SLOT, then ".efi" or "+" and the counter uki_loader_entry parsed.
+  const std::string& id = e->id;
+  size_t pos = 5;
+  const size_t digits_end = id.find_first_not_of("0123456789", pos);
+  if (digits_end == pos || digits_end == std::string::npos || digits_end - pos > 18 ||
+      id[digits_end] != '-' || digits_end + 2 >= id.size())
+    return std::nullopt;
+  const char c = id[digits_end + 1];
+  if (c != 'a' && c != 'b') return std::nullopt;
+  const std::string rest = id.substr(digits_end + 2);
+  if (rest != ".efi" && (rest[0] != '+' || e->tries_left < 0)) return std::nullopt;
+  UkiEntryName n;
+  n.slot = c == 'a' ? layout::Slot::a : layout::Slot::b;
+  n.generation = std::stoull(id.substr(pos, digits_end - pos));
+  n.tries_left = e->tries_left;
+  n.tries_done = e->tries_left < 0 ? 0 : e->tries_done;
+  return n;
+}
+
 std::optional<LoaderEntry> uki_loader_entry(const std::string& file) {
   LoaderEntry e;
   e.file = file;

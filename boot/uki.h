@@ -69,12 +69,20 @@ void assemble_uki(const UkiParts& parts, Arch arch, const std::string& out);
 // loader order the entries by file name, which osup can rename (docs/design.md).
 [[nodiscard]] std::string uki_osrel(const Manifest& m, layout::Slot s);
 
-// Type #2 entry names for the next slice (docs/design.md "Verified boot"): the generation
+// Type #2 entry names (docs/design.md "Verified boot"; boot/systemd_boot_uki.h): the generation
 // goes before the slot letter so that the loader's id order (strverscmp, descending) is the
 // generation order, and the boot counter is systemd's "+LEFT[-DONE]" before ".efi":
 // "osup-7-b+3.efi", "osup-6-a.efi" (good), "osup-7-b+0-3.efi" (exhausted).
 [[nodiscard]] std::string uki_entry_name(layout::Slot s, uint64_t generation, int tries_left = -1,
                                          int tries_done = 0);
+// What osup's own Type #2 names say (the inverse of uki_entry_name); nullopt for any other
+// file. Case-insensitive, as FAT and the loader are.
+struct UkiEntryName {
+  layout::Slot slot = layout::Slot::a;
+  uint64_t generation = 0;
+  int tries_left = -1, tries_done = 0;  // -1: no counter (a good entry)
+};
+[[nodiscard]] std::optional<UkiEntryName> parse_uki_entry_name(const std::string& file);
 // The entry as systemd-boot 252 sees a UKI of ours in /EFI/Linux: id = lowercased file
 // name, no sort key or version (our .osrel has neither), counter from the name; nullopt
 // when the name is not a .efi file.

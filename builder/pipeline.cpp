@@ -4,13 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
-#include <thread>
 
 #include "base/error.h"
 #include "base/fd.h"
@@ -20,6 +20,7 @@
 #include "boot/boot_control.h"
 #include "boot/esp_access.h"
 #include "boot/publish_slot.h"
+#include "boot/systemd_boot_uki.h"
 #include "builder/image/bundle_compression.h"
 #include "builder/image/disk.h"
 #include "builder/image/filesystem.h"
@@ -31,6 +32,7 @@
 #include "builder/rootfs/source.h"
 #include "builder/rootfs/tarball.h"
 #include "builder/spec.h"
+#include "builder/stage_support.h"
 #include "builder/uki_stage.h"
 #include "format/bundle_writer.h"
 #include "format/initrd_pack.h"
@@ -42,73 +44,6 @@ namespace fs = std::filesystem;
 
 namespace osup::build {
 namespace {
-
-// One line per stage on stderr, on a terminal and in logs alike (a CI log of a long build
-// shows where it is); `--progress none` and `json` (for programs) leave them out.
-class StepLog {
- public:
-  explicit StepLog(ProgressMode mode)
-      : on_(mode == ProgressMode::bar || mode == ProgressMode::automatic) {}
-  void step(const std::string& text) const {
-    if (on_) std::fprintf(stderr, "osup-build: %s\n", text.c_str());
-  }
-
- private:
-  bool on_;
-};
-
-// OSUP_TIMING=1 prints the seconds each stage took (bench/build reports them).
-class StageClock {
- public:
-  StageClock() : on_(std::getenv("OSUP_TIMING") != nullptr), t_(Clock::now()) {}
-  void done(const char* stage) {
-    if (!on_) return;
-    const auto now = Clock::now();
-    std::fprintf(stderr, "osup-build: timing: %-10s %7.3f s\n", stage,
-                 std::chrono::duration<double>(now - t_).count());
-    t_ = now;
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  bool on_;
-  Clock::time_point t_;
-};
-
-// Removes a folder on its own thread; the destructor waits. Deleting a 200 MB rootfs copy
-// costs a few tenths of a second of kernel time that overlap with hashing and compressing.
-class BackgroundRemoval {
- public:
-  BackgroundRemoval() = default;
-  BackgroundRemoval(const BackgroundRemoval&) = delete;
-  BackgroundRemoval& operator=(const BackgroundRemoval&) = delete;
-  ~BackgroundRemoval() { wait(); }
-  void wait() {
-    if (t_.joinable()) t_.join();
-  }
-  void start(const std::string& dir) {
-    t_ = std::thread([dir] {
-      std::error_code ec;  // what is left is removed with the workdir at the end
-      fs::remove_all(dir, ec);
-    });
-  }
-
- private:
-  std::thread t_;
-};
-
-void warn(const std::string& text) {
-  std::fprintf(stderr, "osup-build: warning: %s\n", text.c_str());
-}
-
-std::optional<uint64_t> source_date_epoch() {
-  const char* v = std::getenv("SOURCE_DATE_EPOCH");
-  if (!v || !*v) return std::nullopt;
-  char* end = nullptr;
-  unsigned long long n = std::strtoull(v, &end, 10);
-  if (*end) fail("SOURCE_DATE_EPOCH must be a number of seconds, got '" + std::string(v) + "'");
-  return n;
-}
 
 // What the build starts from; everything later is derived from it.
 struct Inputs {
@@ -325,7 +260,8 @@ Payload image_payload(const Build& b, PayloadKind kind, const std::string& file,
                           c.compress ? Compression::zstd : Compression::none);
 }
 
-void describe_and_sign(Build& b) {
+// The manifest, without signing it: the Secure Boot stage adds the UKIs' payloads first.
+void describe(Build& b) {
   const Spec& spec = b.spec;
   Manifest& m = b.manifest;
   m.name = spec.name;
@@ -356,10 +292,6 @@ void describe_and_sign(Build& b) {
   }
   m.payloads.push_back(image_payload(b, PayloadKind::verity, "root.verity", b.verity_img));
   m.payloads.push_back(image_payload(b, PayloadKind::root, "root." + spec.fs_type, b.root_img));
-  b.manifest_json = m.to_json();
-  b.signature = b.key.sign(b.manifest_json);
-  b.clock.done("describe");
-
   const fs::path out_dir(b.opts.out_dir);
   b.out.root_hash = m.verity.root_hash;
   b.out.bootable = b.kernel && b.loader;
@@ -368,15 +300,45 @@ void describe_and_sign(Build& b) {
   b.out.manifest = (out_dir / (b.stem + ".manifest.json")).string();
 }
 
+// With `secure_boot`: the signed UKIs of both slots (their command lines hold the root
+// hash) become payloads right after the kernel and initrd, so the signed manifest names
+// their SHA-256 (builder/uki_stage.h says why one per slot).
+void secure_boot_stage(Build& b) {
+  b.out.secure_boot =
+      write_signed_boot_files(*b.spec.secure_boot, b.manifest, b.spec.arch,
+                              {b.uki_stub, b.kernel_copy, b.initrd_copy, b.loader.value_or(""),
+                               b.opts.out_dir, b.stem, b.work.string()});
+  auto& ps = b.manifest.payloads;
+  const auto at = std::find_if(ps.begin(), ps.end(),
+                               [](const Payload& p) { return p.kind == PayloadKind::verity; });
+  ps.insert(at, {image_payload(b, PayloadKind::uki_a, "slot-a.efi", b.out.secure_boot[0]),
+                 image_payload(b, PayloadKind::uki_b, "slot-b.efi", b.out.secure_boot[1])});
+}
+
+void sign(Build& b) {
+  b.manifest_json = b.manifest.to_json();
+  b.signature = b.key.sign(b.manifest_json);
+  b.clock.done("describe");
+}
+
+// write_signed_boot_files' outputs: the UKIs of slots a and b, then the loader.
+std::string signed_uki(const Build& b, size_t slot) {
+  return b.out.secure_boot.empty() ? "" : b.out.secure_boot.at(slot);
+}
+std::optional<std::string> loader_for_esp(const Build& b) {
+  if (b.out.secure_boot.empty() || !b.loader) return b.loader;
+  return b.out.secure_boot.back();
+}
+
 void write_bundle(Build& b) {
   b.log.step("writing bundle " + b.out.bundle);
   with_context("writing bundle " + b.out.bundle, [&] {
     BundleWriter writer(b.out.bundle);
     writer.write_header(b.manifest_json, b.signature);
-    const std::map<PayloadKind, std::string> sources = {{PayloadKind::kernel, b.kernel_copy},
-                                                        {PayloadKind::initrd, b.initrd_copy},
-                                                        {PayloadKind::verity, b.verity_img},
-                                                        {PayloadKind::root, b.root_img}};
+    const std::map<PayloadKind, std::string> sources = {
+        {PayloadKind::kernel, b.kernel_copy},   {PayloadKind::initrd, b.initrd_copy},
+        {PayloadKind::uki_a, signed_uki(b, 0)}, {PayloadKind::uki_b, signed_uki(b, 1)},
+        {PayloadKind::verity, b.verity_img},    {PayloadKind::root, b.root_img}};
     for (const Payload& p : b.manifest.payloads) {
       Progress progress(
           (p.compression == Compression::zstd ? "compress " : "copy ") + to_string(p.kind), p.size,
@@ -391,12 +353,14 @@ void write_bundle(Build& b) {
 // The ESP with the loader and slot a published by the code `osup switch` uses later.
 void write_esp(const Build& b, const std::string& esp_img) {
   const std::shared_ptr<EspAccess> esp = create_esp_image(esp_img, b.spec.esp_size, b.seed);
-  if (b.loader) install_systemd_boot(*esp, *b.loader, b.spec.arch);
+  if (auto loader = loader_for_esp(b)) install_systemd_boot(*esp, *loader, b.spec.arch);
   // The factory slot starts out good: it is the only slot, there is nothing to fall back to.
-  auto boot = make_boot_control("systemd-boot", esp);
+  // A Secure Boot image gets the signed UKI as a Type #2 entry instead of kernel and initrd.
+  const std::string uki = signed_uki(b, 0);
+  auto boot = make_boot_control(uki.empty() ? "systemd-boot" : kSystemdBootUki, esp);
   if (publish_slot(
           *esp, *boot, layout::Slot::a,
-          SlotRelease{b.manifest, b.manifest_json, b.signature, b.kernel_copy, b.initrd_copy}))
+          SlotRelease{b.manifest, b.manifest_json, b.signature, b.kernel_copy, b.initrd_copy, uki}))
     boot->mark_good(layout::Slot::a);
 }
 
@@ -435,12 +399,9 @@ ImageOutputs build_image(const ImageOptions& opts) {
   prepare_stage(b);
   pack_filesystem(b);
   compute_verity(b);
-  describe_and_sign(b);
-  if (b.spec.secure_boot)
-    b.out.secure_boot =
-        write_signed_boot_files(*b.spec.secure_boot, b.manifest, b.spec.arch,
-                                {b.uki_stub, b.kernel_copy, b.initrd_copy, b.loader.value_or(""),
-                                 opts.out_dir, b.stem, b.work.string()});
+  describe(b);
+  if (b.spec.secure_boot) secure_boot_stage(b);
+  sign(b);
   write_bundle(b);
   if (opts.disk) write_disk(b);
   finish(b);

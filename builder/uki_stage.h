@@ -3,9 +3,9 @@
 // signed systemd-boot, written next to the bundle. Images without the field are built
 // exactly as before.
 //
-// This is the first slice of verified boot (issue 12): the files are built and signed,
-// but the bundle, the manifest and the disk image's ESP do not carry them yet
-// (docs/design.md "Verified boot" says what remains).
+// The pipeline then puts both UKIs in the bundle (payloads uki-a, uki-b, named in the signed
+// manifest) and slot a's UKI and the signed loader on the disk image's ESP
+// (docs/design.md "Verified boot").
 #pragma once
 
 #include <string>

@@ -18,10 +18,8 @@ using json = nlohmann::json;
 constexpr uint64_t kMaxPayloadSize = uint64_t{1} << 40;  // 1 TiB: far above any OS image
 // Each kind with its JSON name, in bundle order.
 constexpr std::pair<PayloadKind, std::string_view> kPayloadNames[] = {
-    {PayloadKind::kernel, "kernel"},
-    {PayloadKind::initrd, "initrd"},
-    {PayloadKind::verity, "verity"},
-    {PayloadKind::root, "root"}};
+    {PayloadKind::kernel, "kernel"}, {PayloadKind::initrd, "initrd"}, {PayloadKind::uki_a, "uki-a"},
+    {PayloadKind::uki_b, "uki-b"},   {PayloadKind::verity, "verity"}, {PayloadKind::root, "root"}};
 
 [[noreturn]] void field_error(const std::string& field, const std::string& rule) {
   json_field_error("manifest", field, rule);
@@ -131,6 +129,12 @@ void Manifest::validate() const {
              : "manifest: field 'boot.kernel_version' is set but payload 'kernel' is missing");
   if (kinds.count(PayloadKind::initrd) && !kinds.count(PayloadKind::kernel))
     fail("manifest: payload 'initrd' needs payload 'kernel'");
+  // A UKI is built from the kernel, and a Secure Boot slot can only be installed into
+  // either slot when the bundle has both.
+  if (kinds.count(PayloadKind::uki_a) != kinds.count(PayloadKind::uki_b))
+    fail("manifest: payloads 'uki-a' and 'uki-b' come together (one signed UKI per slot)");
+  if (kinds.count(PayloadKind::uki_a) && !kinds.count(PayloadKind::kernel))
+    fail("manifest: payloads 'uki-a' and 'uki-b' need payload 'kernel'");
 }
 
 std::string Manifest::to_json() const {
@@ -220,7 +224,7 @@ Manifest Manifest::parse(std::string_view text) {
     const std::string name = p.str("name");
     const auto kind = parse_payload_kind(name);
     if (!kind)
-      field_error(f + ".name", "must be one of kernel, initrd, verity, root (got '" +
+      field_error(f + ".name", "must be one of kernel, initrd, uki-a, uki-b, verity, root (got '" +
                                    (name.size() <= 32 && all_of_chars(name, "._-") ? name : "...") +
                                    "')");
     pl.kind = *kind;

@@ -11,7 +11,9 @@
 namespace osup {
 
 // What a payload is for; in the JSON as its "name". Bundles carry them in this order.
-enum class PayloadKind { kernel, initrd, verity, root };
+// uki_a / uki_b ("uki-a", "uki-b"): the signed Unified Kernel Image of each slot, only in
+// bundles of Secure Boot images (one per slot: its signed command line names the slot).
+enum class PayloadKind { kernel, initrd, uki_a, uki_b, verity, root };
 // How a payload is stored in the bundle; in the JSON as "none" | "zstd".
 enum class Compression { none, zstd };
 
@@ -60,6 +62,8 @@ struct Manifest {
   // Strict: unknown or missing fields, wrong types and unsafe values are errors naming the field.
   [[nodiscard]] static Manifest parse(std::string_view json);
   [[nodiscard]] const Payload* find(PayloadKind kind) const;
+  // Whether the bundle carries signed UKIs (a Secure Boot image: Type #2 boot entries).
+  [[nodiscard]] bool has_ukis() const { return find(PayloadKind::uki_a) != nullptr; }
   // Throws the first rule the manifest breaks (the checks parse() applies).
   void validate() const;
   bool operator==(const Manifest&) const = default;

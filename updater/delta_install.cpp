@@ -165,6 +165,13 @@ InstallResult install_delta(OsupDisk& disk, BootControl& boot, const sig::TrustS
          "; use the full bundle");
   check_compatible(disk, m, running, opts.allow_downgrade);
   check_fits(disk, m, target);
+  // A UKI is signed at build time; a delta rebuilds kernel and initrd, never the signed file
+  // (`osup update` then takes the full bundle).
+  if (m.has_ukis())
+    fail("release " + m.version +
+         " boots signed UKIs (Secure Boot), which a delta does not "
+         "carry; use the full bundle");
+  check_entry_type(boot, m);
   VerifiedSlotBlocks source(disk, cur, *running);
 
   // Scratch files (the literal blocks, the old initrd's content) can be large: they go to

@@ -35,14 +35,21 @@ std::string stream_to_temp(BundleReader& reader, const Payload& p, const fs::pat
   return path;
 }
 
-// Streams the payloads into the target slot: kernel and initrd to temp files (for the ESP),
-// the verity tree into its partition, checked against the signed root hash, then the root,
+void discard(BundleReader& reader) {
+  std::vector<std::byte> buf(1 << 20);
+  while (reader.read(buf) > 0) {
+  }
+}
+
+// Streams the payloads into the target slot: kernel, initrd and its UKI to temp files (for the
+// ESP), the verity tree into its partition, checked against the signed root hash, then the root,
 // every block checked against that tree as it is written.
 class SlotWriter {
  public:
   SlotWriter(const OsupDisk& disk, layout::Slot target, const Manifest& m,
              const InstallOptions& opts)
       : disk_(disk),
+        target_(target),
         part_(disk.slot(target)),
         opts_(opts),
         params_(verity_params(m)),
@@ -56,6 +63,14 @@ class SlotWriter {
         return;
       case PayloadKind::initrd:
         initrd_ = stream_to_temp(reader, p, tmp_.path());
+        return;
+      case PayloadKind::uki_a:
+      case PayloadKind::uki_b:
+        // Both are read (the reader checks each one's sha256); the target slot's is kept.
+        if (p.kind == slot_uki_kind(target_))
+          uki_ = stream_to_temp(reader, p, tmp_.path());
+        else
+          discard(reader);
         return;
       case PayloadKind::verity:
         return write_tree(reader, p);
@@ -73,6 +88,7 @@ class SlotWriter {
 
   [[nodiscard]] const std::string& kernel() const { return kernel_; }
   [[nodiscard]] const std::string& initrd() const { return initrd_; }
+  [[nodiscard]] const std::string& uki() const { return uki_; }
   [[nodiscard]] const Digest& root_hash() const { return root_hash_; }
 
  private:
@@ -109,6 +125,7 @@ class SlotWriter {
   }
 
   const OsupDisk& disk_;
+  const layout::Slot target_;
   const SlotPartitions& part_;
   const InstallOptions& opts_;
   const verity::Params params_;
@@ -116,7 +133,7 @@ class SlotWriter {
   bool direct_ = false, tree_done_ = false;
   UniqueFd out_;
   TempDir tmp_;
-  std::string kernel_, initrd_;
+  std::string kernel_, initrd_, uki_;
 };
 
 }  // namespace
@@ -146,6 +163,7 @@ InstallResult install_bundle(OsupDisk& disk, BootControl& boot, VerifiedBundle& 
   // version, kernel and sizes pass.
   check_compatible(disk, m, slot_manifest(disk, cur), opts.allow_downgrade);
   check_fits(disk, m, target);
+  check_entry_type(boot, m);
 
   InstallResult result;
   result.slot = target;
@@ -175,7 +193,7 @@ InstallResult install_bundle(OsupDisk& disk, BootControl& boot, VerifiedBundle& 
                [&] { pair_partition_uuids(disk, target, writer.root_hash()); });
   publish_slot(*disk.esp_files, boot, target,
                SlotRelease{m, reader.manifest_bytes(), reader.signature(), writer.kernel(),
-                           writer.initrd()});
+                           writer.initrd(), writer.uki()});
   return result;
 }
 

@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/fault.h"
 #include "base/size.h"
+#include "boot/systemd_boot_uki.h"
 #include "format/gpt.h"
 
 namespace fs = std::filesystem;
@@ -63,6 +64,18 @@ void check_fits(const OsupDisk& disk, const Manifest& m, layout::Slot target) {
     fail("bundle " + m.name + " " + m.version +
          " carries no kernel, so the slot could not boot; build it from a rootfs with a kernel "
          "in /boot");
+}
+
+void check_entry_type(const BootControl& boot, const Manifest& m) {
+  const bool uki_disk = boot.name() == kSystemdBootUki;
+  if (m.has_ukis() && !uki_disk)
+    fail("bundle " + m.name + " " + m.version +
+         " boots signed UKIs (Secure Boot) but this disk boots with " + boot.name() +
+         " entries; flash a Secure Boot image of it first (README \"Secure Boot keys\")");
+  if (!m.has_ukis() && uki_disk)
+    fail("bundle " + m.name + " " + m.version +
+         " carries no signed UKIs but this disk boots only signed UKIs (Secure Boot); "
+         "install a bundle built with the spec's secure_boot key");
 }
 
 // DPS pairing: the slot's partition UUIDs name the root hash it now holds.

@@ -10,6 +10,7 @@
 
 #include "base/fd.h"
 #include "base/temp_dir.h"
+#include "boot/boot_control.h"
 #include "format/manifest.h"
 #include "format/sha256.h"
 #include "updater/disk.h"
@@ -28,6 +29,10 @@ void check_compatible(const OsupDisk& disk, const Manifest& m, const std::option
                       bool allow_downgrade);
 // Payload sizes against the target's partitions, and a kernel to boot.
 void check_fits(const OsupDisk& disk, const Manifest& m, layout::Slot target);
+
+// A Secure Boot bundle (signed UKIs) only onto a disk that boots Type #2 entries, and the
+// other way round (boot/publish_slot.h): a mix would sort the Type #1 entry first for good.
+void check_entry_type(const BootControl& boot, const Manifest& m);
 
 // DPS pairing: the slot's partition UUIDs name the root hash it now holds.
 void pair_partition_uuids(const OsupDisk& disk, layout::Slot target, const Digest& root_hash);

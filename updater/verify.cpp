@@ -7,6 +7,8 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "boot/slot_boot.h"
+#include "boot/systemd_boot.h"
+#include "boot/systemd_boot_uki.h"
 #include "format/sha256.h"
 #include "updater/stream_writer.h"
 
@@ -76,6 +78,23 @@ void read_back(const OsupDisk& disk, layout::Slot s, const Manifest& m, Progress
   verifier.finish();
 }
 
+void check_slot_uki(const OsupDisk& disk, layout::Slot s, const Manifest& m) {
+  const std::string name = std::string("slot ") + layout::slot_char(s);
+  const Payload& want = *m.find(slot_uki_kind(s));
+  auto file = SystemdBootUki(disk.esp_files).entry_file(s);
+  if (!file)
+    fail(name + " has no UKI in " + kUkiDir + " on the " + disk.esp_files->describe() +
+         "; install the release again (osup switch)");
+  const std::string path = std::string(kUkiDir) + "/" + *file;
+  auto content = disk.esp_files->read(path);
+  if (!content) fail("the UKI " + path + " of " + name + " vanished while reading it");
+  const std::string got = to_hex(sha256(*content));
+  if (got != want.sha256)
+    fail("the UKI " + path + " of " + name + " does not match the signed manifest (sha256 " +
+         got.substr(0, 12) + ", manifest '" + to_string(want.kind) + "' " +
+         want.sha256.substr(0, 12) + "); install the release again (osup switch)");
+}
+
 void verify_slot(const OsupDisk& disk, layout::Slot s, const sig::TrustStore& trust,
                  ProgressMode progress_mode) {
   const std::string name = std::string("slot ") + layout::slot_char(s);
@@ -87,6 +106,7 @@ void verify_slot(const OsupDisk& disk, layout::Slot s, const sig::TrustStore& tr
     Progress progress("verifying", m.verity.data_size, progress_mode);
     verity::verify(fd.get(), fd.get(), verity_params(m), root_hash, &progress, sp.root.start,
                    sp.verity.start);
+    if (m.has_ukis()) return check_slot_uki(disk, s, m);
     SlotEspPaths paths = slot_esp_paths(s);
     for (const PayloadKind kind : {PayloadKind::kernel, PayloadKind::initrd}) {
       const Payload* p = m.find(kind);

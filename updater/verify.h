@@ -30,7 +30,12 @@ void check_slot_tree(const OsupDisk& disk, layout::Slot s, const Manifest& m);
 // one stream-sized buffer (the updater's memory bound holds for the read-back too).
 void read_back(const OsupDisk& disk, layout::Slot s, const Manifest& m, Progress* progress);
 
-// Re-hashes a slot (verity tree, every data block, kernel and initrd) against its manifest.
+// A Secure Boot slot's UKI in /EFI/Linux (the one the loader would boot) against the
+// manifest's uki-a/uki-b sha256; throws naming the slot and the file.
+void check_slot_uki(const OsupDisk& disk, layout::Slot s, const Manifest& m);
+
+// Re-hashes a slot (verity tree, every data block, then kernel and initrd, or its UKI on a
+// Secure Boot disk) against its manifest.
 void verify_slot(const OsupDisk& disk, layout::Slot s, const sig::TrustStore& trust,
                  ProgressMode progress);
 

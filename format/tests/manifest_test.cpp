@@ -116,7 +116,8 @@ TEST_CASE("manifest fields that are missing or mistyped are named", "[unit]") {
 TEST_CASE("payloads must be known, unique, plain and complete", "[unit]") {
   CHECK_THROWS_WITH(
       parse_edited([](json& j) { j["payloads"][0]["name"] = "firmware"; }),
-      Catch::Contains("'payloads[0].name' must be one of kernel, initrd, verity, root"));
+      Catch::Contains(
+          "'payloads[0].name' must be one of kernel, initrd, uki-a, uki-b, verity, root"));
   CHECK_THROWS_WITH(parse_edited([](json& j) { j["payloads"][1]["name"] = "kernel"; }),
                     Catch::Contains("repeats payload 'kernel'"));
   CHECK_THROWS_WITH(parse_edited([](json& j) { j["payloads"][1]["file"] = "vmlinuz"; }),
@@ -201,4 +202,35 @@ TEST_CASE("versions compare numerically, with ~ before anything", "[unit]") {
   CHECK(compare_versions("99999999999999999999999", "99999999999999999999998") > 0);
   CHECK(compare_versions("1.0+a", "1.0-a") < 0);  // other characters in ASCII order
   CHECK(compare_versions("1.0a", "1.0+") < 0);    // letters before other characters
+}
+
+TEST_CASE("a Secure Boot manifest names one signed UKI per slot, with the kernel", "[unit]") {
+  Manifest m = sample();
+  CHECK_FALSE(m.has_ukis());
+  using K = PayloadKind;
+  m.payloads.insert(m.payloads.begin() + 2,
+                    {{K::uki_a, "slot-a.efi", Compression::zstd, 300, std::string(64, '5')},
+                     {K::uki_b, "slot-b.efi", Compression::zstd, 301, std::string(64, '6')}});
+  const Manifest back = Manifest::parse(m.to_json());
+  CHECK(back == m);
+  CHECK(back.has_ukis());
+  REQUIRE(back.find(K::uki_b) != nullptr);
+  CHECK(back.find(K::uki_b)->sha256 == std::string(64, '6'));
+  const json j = json::parse(m.to_json());
+  CHECK(j["payloads"][2]["name"] == "uki-a");
+  CHECK(j["payloads"][3]["name"] == "uki-b");
+
+  json one = j;
+  one["payloads"].erase(3);
+  CHECK_THROWS_WITH(Manifest::parse(one.dump()),
+                    Catch::Contains("payloads 'uki-a' and 'uki-b' come together"));
+  json no_kernel = j;
+  no_kernel["boot"]["kernel_version"] = "";
+  no_kernel["payloads"].erase(0);
+  no_kernel["payloads"].erase(0);
+  CHECK_THROWS_WITH(Manifest::parse(no_kernel.dump()),
+                    Catch::Contains("'uki-a' and 'uki-b' need payload 'kernel'"));
+  json bad_hash = j;
+  bad_hash["payloads"][2]["sha256"] = "xyz";
+  CHECK_THROWS_WITH(Manifest::parse(bad_hash.dump()), Catch::Contains("payloads[2].sha256"));
 }
