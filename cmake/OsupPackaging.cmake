@@ -81,12 +81,15 @@ set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE ${_deb_arch})
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # Listed, not computed with dpkg-shlibdeps, so a cross build needs no target sysroot.
+# dosfstools: with fsck.vfat present, systemd-gpt-auto-generator's ESP mount runs
+# systemd-fsck (fsck.vfat -a) first, the repair osup asks for when a power cut left the
+# ESP's FAT inconsistent (boot/fat_check.h); without it systemd skips the check.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-  "libc6, libstdc++6, libgcc-s1, libfdisk1, libblkid1, libzstd1, libssl3, libarchive13, libcurl4, mtools")
+  "libc6, libstdc++6, libgcc-s1, libfdisk1, libblkid1, libzstd1, libssl3, libarchive13, libcurl4, mtools, dosfstools")
 # osup-build's tools (the device side needs none of them); the system's CAs for https
 # channels that need no --ca.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS
-  "erofs-utils, dosfstools, e2fsprogs, fdisk, cryptsetup-bin, debootstrap, zstd, ca-certificates")
+  "erofs-utils, e2fsprogs, fdisk, cryptsetup-bin, debootstrap, zstd, ca-certificates")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "qemu-user-static, qemu-system-x86, qemu-system-arm, ovmf, qemu-efi-aarch64")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${_deb_scripts}/postinst)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)

@@ -65,7 +65,7 @@ std::vector<PhaseResult> run_campaign(const WriteLog& log, CrashChecker& checker
     g.last = ph.last;
     std::vector<CrashState> states = generate_states(log, g);
     const std::optional<Rerun> rerun =
-        o.rerun_every ? rerun_for_phase(ph.name, o.bundle) : std::nullopt;
+        o.rerun_every ? rerun_for_phase(ph.name, o.bundle, o.delta) : std::nullopt;
     const size_t step =
         o.limit && states.size() > o.limit ? (states.size() + o.limit - 1) / o.limit : 1;
     const auto t0 = std::chrono::steady_clock::now();
@@ -76,7 +76,16 @@ std::vector<PhaseResult> run_campaign(const WriteLog& log, CrashChecker& checker
       Verdict v = checker.check(s, data);
       if (rerun && (i / step) % o.rerun_every == 0) {
         ++r.reruns;
-        checker.write_disk_image(o.rerun_image);
+        if (v.esp_repaired) {  // first on the ESP as the cut left it: osup refuses, or works
+          bool refused = false;
+          checker.write_disk_image(o.rerun_image, false);
+          const std::string err =
+              rerun_error(o.rerun_image, *rerun, o.osup_exe, o.keys_dir, checker.trust(),
+                          checker.base_loader_files(), true, &refused);
+          if (!err.empty()) v.failures.push_back(err);
+          r.refused += refused ? 1 : 0;
+        }
+        checker.write_disk_image(o.rerun_image, true);  // then as the boot's fsck leaves it
         const std::string err = rerun_error(o.rerun_image, *rerun, o.osup_exe, o.keys_dir,
                                             checker.trust(), checker.base_loader_files());
         if (!err.empty()) v.failures.push_back(err);
@@ -103,7 +112,7 @@ void print_summary(std::ostream& out, const std::vector<PhaseResult>& results,
       << std::setw(9) << "MiB" << std::setw(8) << "flushes" << std::setw(8) << "flush"
       << std::setw(8) << "subset" << std::setw(7) << "torn" << std::setw(8) << "boot a"
       << std::setw(8) << "boot b" << std::setw(6) << "none" << std::setw(8) << "e2fsck"
-      << std::setw(8) << "ESPfix" << std::setw(7) << "rerun" << std::setw(8) << "failed"
+      << std::setw(8) << "ESPfix" << std::setw(7) << "rerun" << std::setw(8) << "refused" << std::setw(8) << "failed"
       << std::setw(10) << "ms/state"
       << "\n";
   size_t total = 0, failed = 0;
@@ -116,7 +125,7 @@ void print_summary(std::ostream& out, const std::vector<PhaseResult>& results,
         << std::setw(8) << r.flushes << std::setw(8) << r.states[0] << std::setw(8) << r.states[1]
         << std::setw(7) << r.states[2] << std::setw(8) << r.boots_a << std::setw(8) << r.boots_b
         << std::setw(6) << r.boots_none << std::setw(8) << r.data_checked << std::setw(8)
-        << r.esp_repaired << std::setw(7) << r.reruns << std::setw(8) << r.failures.size()
+        << r.esp_repaired << std::setw(7) << r.reruns << std::setw(8) << r.refused << std::setw(8) << r.failures.size()
         << std::setw(10) << std::setprecision(1)
         << (n ? 1000.0 * r.seconds / static_cast<double>(n) : 0.0) << "\n";
   }

@@ -32,6 +32,7 @@ struct CampaignOptions {
   // has one (0: never): a switch rerun writes a whole slot, seconds per state.
   size_t rerun_every = 0;
   std::string osup_exe, keys_dir, bundle, rerun_image;
+  std::string delta;  // the delta the recorded switch-delta installed (its rerun), or ""
 };
 
 struct PhaseResult {
@@ -41,6 +42,7 @@ struct PhaseResult {
   size_t states[3] = {0, 0, 0};  // by StateKind
   size_t boots_a = 0, boots_b = 0, boots_none = 0, data_checked = 0, esp_repaired = 0;
   size_t reruns = 0;  // states where the operation was run again (and had to succeed)
+  size_t refused = 0;  // of those on a damaged ESP: osup refused it before fsck.vfat -a
   std::vector<std::pair<std::string, std::string>> failures;  // (state, reasons)
   double seconds = 0;
 };

@@ -190,15 +190,24 @@ std::string CrashChecker::data_error() {
   return data_cache_.emplace(k, err).first->second;
 }
 
-void CrashChecker::write_disk_image(const std::string& path) {
+void CrashChecker::write_disk_image(const std::string& path, bool boot_fsck) {
   for (const char* name : {"gpt-head", "gpt-tail", "esp"}) disk_->materialize(disk_->find(name));
   for (layout::Slot s : {layout::Slot::a, layout::Slot::b})
     for (const std::string& label : {layout::root_label(s), layout::verity_label(s)})
       disk_->materialize(disk_->find(label));
   run_checked({"cp", "--sparse=always", osup_.path, path});
   const Region& esp = disk_->region(disk_->find("esp"));
-  run_checked({"dd", "if=" + esp.file, "of=" + path, "bs=1M", "oflag=seek_bytes",
+  std::string esp_file = esp.file;
+  if (boot_fsck && !esp_verdict().damage.empty()) {
+    // What the boot before the operation does: systemd-fsck runs `fsck.vfat -a` on the ESP
+    // before its (auto)mount; twice, as for the checker's repair (judge_repair).
+    esp_file = work_ + "/esp-boot.img";
+    run_checked({"cp", "--sparse=always", esp.file, esp_file});
+    for (int pass = 0; pass < 2; ++pass) (void)run({"fsck.vfat", "-a", esp_file});
+  }
+  run_checked({"dd", "if=" + esp_file, "of=" + path, "bs=1M", "oflag=seek_bytes",
                "seek=" + std::to_string(esp.first * 512), "conv=notrunc,sparse", "status=none"});
+  if (esp_file != esp.file) std::filesystem::remove(esp_file);
 }
 
 Verdict CrashChecker::check(const CrashState& s, bool with_data) {

@@ -65,7 +65,9 @@ class CrashChecker {
   [[nodiscard]] const CheckCounts& counts() const { return counts_; }
   // The state last checked as one disk image at `path`, for rerunning the operation on
   // it; the data partition is left as holes (an update neither reads nor writes it).
-  void write_disk_image(const std::string& path);
+  // boot_fsck: with the ESP as the boot before the rerun leaves it (fsck.vfat -a when
+  // fsck.vfat -n finds damage; osup itself refuses to write on an inconsistent FAT).
+  void write_disk_image(const std::string& path, bool boot_fsck = true);
   [[nodiscard]] const sig::TrustStore& trust() const { return trust_; }
   [[nodiscard]] const std::map<std::string, std::string>& base_loader_files() const {
     return base_loader_files_;

@@ -14,7 +14,7 @@ namespace {
 constexpr const char* kUsage =
     "osup-powerloss --base IMG --log LOG --keys DIR [--phases FILE] [--subsets N] [--torn N] "
     "[--torn-unit BYTES] [--seed N] [--limit N] [--data-every N] [--work DIR] [--quiet] "
-    "[--rerun-every N --bundle BUNDLE [--osup EXE]]";
+    "[--rerun-every N --bundle BUNDLE [--delta DELTA] [--osup EXE]]";
 
 size_t number(const osup::CliArgs& a, const std::string& name, size_t fallback) {
   const std::string v = a.value_or(name, std::to_string(fallback));
@@ -31,7 +31,7 @@ int run(int argc, char** argv) {
   using namespace osup::powerloss;
   osup::CliArgs a("osup-powerloss", std::vector<std::string>(argv + 1, argv + argc),
                   {"base", "log", "keys", "phases", "subsets", "torn", "seed", "limit",
-                   "data-every", "work", "torn-unit", "rerun-every", "bundle", "osup"},
+                   "data-every", "work", "torn-unit", "rerun-every", "bundle", "osup", "delta"},
                   {"quiet"});
   a.expect_positionals(0, 0, kUsage);
   const WriteLog log(a.required("log", kUsage));
@@ -50,6 +50,10 @@ int run(int argc, char** argv) {
   o.rerun_every = number(a, "rerun-every", 0);
   o.keys_dir = a.required("keys", kUsage);
   o.bundle = a.value_or("bundle", "");
+  o.delta = a.value_or("delta", "");
+  if (!o.delta.empty() && !std::filesystem::is_regular_file(o.delta))
+    osup::fail("osup-powerloss: --delta wants the delta the recorded switch-delta installed ('" +
+               o.delta + "' is not a file)");
   // Beside this tool in the build tree: build/powerloss/osup-powerloss, build/updater/osup.
   const auto self = std::filesystem::read_symlink("/proc/self/exe").parent_path();
   o.osup_exe = a.value_or("osup", (self.parent_path() / "updater/osup").string());

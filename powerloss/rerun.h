@@ -22,17 +22,23 @@ struct Rerun {
   layout::Slot boots;  // what the loader must pick once it has succeeded
 };
 
-// The operations of the recording that osup reruns: switch (BUNDLE), the boot of b
-// (mark-good: the loader's own rename is redone by the loader at the next boot) and
-// rollback. First boot's rerun is the next boot itself (the initrd), not an osup command.
+// The operations of the recording that osup reruns: switch (BUNDLE), the boots of b and
+// a (mark-good: the loader's own rename is redone by the loader at the next boot),
+// rollback and switch-delta (DELTA). First boot's rerun is the next boot itself (the
+// initrd), not an osup command. An empty BUNDLE or DELTA: no rerun of that switch.
 [[nodiscard]] std::optional<Rerun> rerun_for_phase(const std::string& phase,
-                                                   const std::string& bundle);
+                                                   const std::string& bundle,
+                                                   const std::string& delta = "");
 
 // Runs osup on `image` and checks the result as the crash check does (examine_esp, then
 // the picked slot's root against its tree). "" when it succeeded, else why not.
+// damaged_esp: the image's ESP is the crash state's own, which fsck.vfat -n faults (no
+// boot repaired it): osup may also refuse, with its "is inconsistent" line and the ESP
+// left byte for byte as it was (then *refused is set).
 [[nodiscard]] std::string rerun_error(const std::string& image, const Rerun& r,
                                       const std::string& osup_exe, const std::string& keys_dir,
                                       const sig::TrustStore& trust,
-                                      const std::map<std::string, std::string>& loader_files);
+                                      const std::map<std::string, std::string>& loader_files,
+                                      bool damaged_esp = false, bool* refused = nullptr);
 
 }  // namespace osup::powerloss

@@ -1,13 +1,17 @@
 #include "updater/disk.h"
 
 #include <blkid/blkid.h>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <sstream>
 
 #include "base/block_device.h"
 #include "base/error.h"
 #include "base/fd.h"
+#include "boot/fat_check.h"
 
 namespace fs = std::filesystem;
 
@@ -125,12 +129,24 @@ OsupDisk discover_disk(const DiscoverOptions& opts) {
 
   std::string esp_mount = opts.esp_mount.value_or("");
   if (esp_mount.empty() && !disk.offline) esp_mount = mountpoint_of(disk.path, disk.esp);
+  disk.esp_given = opts.esp_mount.has_value();
+  disk.esp_mount = esp_mount;
   if (!esp_mount.empty())
     disk.esp_files = open_mounted_esp(esp_mount);
   else
     disk.esp_files = open_image_esp(disk.path, disk.esp.start);
   if (!disk.offline) disk.data_mount = mountpoint_of(disk.path, disk.data);
   return disk;
+}
+
+void require_sound_esp(const OsupDisk& disk) {
+  if (disk.esp_given) return;
+  if (!disk.esp_mount.empty()) {  // the kernel's dirty FAT and directory buffers to the disk
+    const UniqueFd dir = open_file(disk.esp_mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (::syncfs(dir.get()) != 0) fail_errno("syncing the ESP at " + disk.esp_mount, errno);
+  }
+  require_consistent_fat(FatSource{disk.path, disk.esp.start, !disk.offline},
+                         disk.esp_files->describe());
 }
 
 }  // namespace osup

@@ -27,6 +27,8 @@ struct OsupDisk {
   std::array<SlotPartitions, 2> slots;
   std::optional<layout::Slot> booted;  // live: osup.slot=; offline: see discover_disk()
   std::shared_ptr<EspAccess> esp_files;
+  std::string esp_mount;   // where esp_files works when it is a mounted ESP, else ""
+  bool esp_given = false;  // --esp: the caller's own ESP directory, not the disk's partition
   std::string data_mount;  // live: where the data partition is mounted ("/var"), else ""
 
   [[nodiscard]] const SlotPartitions& slot(layout::Slot s) const {
@@ -42,6 +44,11 @@ struct DiscoverOptions {
 
 // Throws with what is missing ("DISK has no partition labelled root-b; is it an osup disk?").
 [[nodiscard]] OsupDisk discover_disk(const DiscoverOptions& opts);
+
+// Before osup's first write to the ESP: throws with what to do when the disk's ESP holds
+// a FAT a power cut left inconsistent (boot/fat_check.h), which a write could make lose a
+// file. A mounted ESP is synced first and read past the page cache. Not for --esp.
+void require_sound_esp(const OsupDisk& disk);
 
 // The value of osup.slot= in a kernel command line, if any.
 [[nodiscard]] std::optional<layout::Slot> slot_from_cmdline(const std::string& cmdline);

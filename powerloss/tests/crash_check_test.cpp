@@ -94,3 +94,47 @@ TEST_CASE("rerunning the operation on a crash state: a switch finishes and verif
   // The ESP gone: osup cannot even find it, and says so.
   CHECK_THAT(rerun(3), Catch::Contains("rerun of osup switch failed"));
 }
+
+// docs/powerloss.md finding 5, the state `subset @706 +{708,710,711}` of the second
+// recording: b's old kernel record on clusters the FAT calls free. On that ESP as the cut
+// left it osup refuses (and leaves the ESP as it was); after the boot's fsck.vfat -a the
+// rerun switches to b and b's kernel verifies.
+TEST_CASE("rerunning a switch on an ESP with a record on freed clusters: refused, then fine",
+          "[powerloss]") {
+  test::TempDir dir;
+  const test::TestKey key = test::make_key(dir / "key");
+  const test::TestImage v1 = test::build_tiny_image(dir / "one", Arch::x86_64, "1.0.0", key);
+  const test::TestImage v2 = test::build_tiny_image(dir / "two", Arch::x86_64, "2.0.0", key);
+  const uint64_t esp = gpt::read(v1.disk).find("esp")->start;
+  const std::string old_kernel = dir / "old-kernel";
+  test::write_random_file(old_kernel, 300 * 1024, 3);
+  run_checked({"mcopy", "-i", v1.disk + "@@" + std::to_string(esp), old_kernel,
+               "::/osup/b/vmlinuz"});
+  test::free_fat_clusters(v1.disk, esp, "/osup/b/vmlinuz");
+  const std::string log_path = dir / "writes.log";
+  {
+    WriteLogWriter w(log_path);
+    w.flush();
+  }
+  WriteLog log(log_path);
+  CrashChecker checker(v1.disk, log, sig::TrustStore::load_dir(key.trust_dir), dir / "work");
+  const Verdict v = checker.check(CrashState{StateKind::flush, 1, {}, std::nullopt}, false);
+  INFO((v.failures.empty() ? std::string() : v.failures.front()));
+  CHECK(v.failures.empty());
+  CHECK(v.esp_repaired);
+  const std::optional<Rerun> sw = rerun_for_phase("switch", v2.bundle);
+  REQUIRE(sw);
+  const std::string image = dir / "rerun.img";
+  bool refused = false;
+  checker.write_disk_image(image, false);
+  CHECK(rerun_error(image, *sw, test::osup_exe(), key.trust_dir, checker.trust(),
+                    checker.base_loader_files(), true, &refused) == "");
+  CHECK(refused);
+  checker.write_disk_image(image, true);
+  CHECK(rerun_error(image, *sw, test::osup_exe(), key.trust_dir, checker.trust(),
+                    checker.base_loader_files()) == "");
+  // The delta's switch and the boot of a are rerun too; first boot's is the boot itself.
+  CHECK(rerun_for_phase("switch-delta", v2.bundle, v2.bundle));
+  CHECK_FALSE(rerun_for_phase("switch-delta", v2.bundle));
+  CHECK(rerun_for_phase("boot-a", "")->booted == layout::Slot::a);
+}

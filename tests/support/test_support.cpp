@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -10,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/fd.h"
+#include "base/process.h"
 #include "format/gpt.h"
 #include "format/sha256.h"
 
@@ -91,6 +93,35 @@ void make_busybox_rootfs(Arch arch, const std::string& dir, bool with_kernel) {
 std::string source_dir() { return OSUP_SOURCE_DIR; }
 std::string osup_build_exe() { return std::string(OSUP_BINARY_DIR) + "/builder/osup-build"; }
 std::string osup_exe() { return std::string(OSUP_BINARY_DIR) + "/updater/osup"; }
+
+uint32_t free_fat_clusters(const std::string& image, uint64_t offset, const std::string& path) {
+  // mshowfat names the chain's runs: "::/osup/b/vmlinuz <5-44> <60-61>".
+  const std::string spec = offset ? image + "@@" + std::to_string(offset) : image;
+  const std::string out = run_checked({"mshowfat", "-i", spec, "::" + path}).out;
+  std::vector<std::pair<uint32_t, uint32_t>> runs;
+  for (size_t lt = out.find('<'); lt != std::string::npos; lt = out.find('<', lt + 1)) {
+    const size_t dash = out.find('-', lt), gt = out.find('>', lt);
+    if (gt == std::string::npos) break;
+    const uint32_t first = std::stoul(out.substr(lt + 1, dash - lt - 1));
+    runs.emplace_back(first, dash < gt ? std::stoul(out.substr(dash + 1)) : first);
+  }
+  if (runs.empty()) fail("mshowfat shows no clusters for " + path + ": " + out);
+  UniqueFd fd = open_file(image, O_RDWR);
+  std::array<uint8_t, 512> boot{};
+  (void)pread_full(fd.get(), std::as_writable_bytes(std::span(boot)), offset, image);
+  const auto le = [&](size_t at, int n) {
+    uint32_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | boot[at + i];
+    return v;
+  };
+  const uint64_t bps = le(11, 2), reserved = le(14, 2), fats = le(16, 1), fat_sectors = le(36, 4);
+  const std::array<std::byte, 4> zero{};
+  for (uint64_t f = 0; f < fats; ++f)
+    for (const auto& [first, last] : runs)
+      for (uint64_t c = first; c <= last; ++c)
+        pwrite_all(fd.get(), zero, offset + (reserved + f * fat_sectors) * bps + c * 4, image);
+  return runs.front().first;
+}
 
 void write_random_file(const std::string& path, uint64_t size, uint32_t seed) {
   std::mt19937_64 rng(seed);

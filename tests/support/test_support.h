@@ -39,6 +39,12 @@ void extract_cached_deb(const std::string& name, Arch arch, const std::string& d
 // Writes `size` bytes of deterministic pseudo-random data (seeded) to path.
 void write_random_file(const std::string& path, uint64_t size, uint32_t seed);
 
+// Marks the clusters of PATH free in every FAT copy of the FAT32 file system at byte
+// OFFSET of IMAGE and leaves its directory record: what a power cut leaves when a
+// removal's FAT sectors reached the disk and its directory sector did not
+// (docs/powerloss.md, finding 5). Returns the file's first cluster.
+uint32_t free_fat_clusters(const std::string& image, uint64_t offset, const std::string& path);
+
 // Runs a command; captures output.
 RunResult run_cmd(const std::vector<std::string>& argv, const RunOptions& opts = {});
 

@@ -5,6 +5,10 @@
 #include <chrono>
 #include <filesystem>
 
+#include "base/process.h"
+#include "boot/fat_check.h"
+#include "format/disk_layout.h"
+#include "format/gpt.h"
 #include "tests/support/test_support.h"
 #include "updater/lock.h"
 
@@ -81,4 +85,55 @@ TEST_CASE("switch or info on a directory names it and the bundles in it", "[inte
   CHECK(lines(r.err) == 1);
   CHECK_THAT(r.err,
              Catch::EndsWith("name the .osup file in it; it holds tiny-1.0.0-x86_64.osup\n"));
+}
+
+// docs/powerloss.md finding 5: a cut while `osup switch` retired slot b left b's old kernel
+// record on clusters the FAT calls free; a write that allocates there gives them to a new
+// file as well, and the finished switch left b's kernel unreadable. osup now refuses before
+// its first write, and works once `fsck.vfat -a` (what a boot does) repaired the ESP.
+TEST_CASE("on an ESP a power cut left inconsistent osup writes nothing until it is repaired",
+          "[integration]") {
+  Rig rig;
+  const auto v2 = test::build_tiny_image(rig.dir.path(), Arch::x86_64, "2.0.0", rig.key, "tiny",
+                                         {}, "out2");
+  const gpt::Partition esp = *gpt::read(rig.v1.disk).find(layout::kEspLabel);
+  const std::string leftover = rig.dir / "old-kernel", spec = rig.v1.disk + "@@" +
+                                                              std::to_string(esp.start);
+  test::write_random_file(leftover, 300 * 1024, 5);
+  run_checked({"mcopy", "-i", spec, leftover, "::/osup/b/vmlinuz"});
+  test::free_fat_clusters(rig.v1.disk, esp.start, "/osup/b/vmlinuz");
+  const auto written = [&] {  // what a switch, rollback or mark-good would change
+    std::string h;
+    for (const char* label : {"esp", "root-b", "verity-b"})
+      h += test::partition_sha256(rig.v1.disk, label);
+    return h;
+  };
+  const std::string before = written();
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"switch", v2.bundle}, {"rollback"}, {"mark-good"}}) {
+    RunResult r = test::run_offline_osup(rig.v1.disk, rig.key, "a", args);
+    INFO(args[0] << ": " << r.err);
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::StartsWith("osup: ESP in " + rig.v1.disk) &&
+                          Catch::Contains("is inconsistent (/osup/b/vmlinuz: cluster") &&
+                          Catch::Contains("fsck.vfat -a"));
+    CHECK(lines(r.err) == 1);
+  }
+  CHECK(written() == before);
+
+  // The repair a boot does (systemd-fsck before the ESP is mounted), then the switch.
+  const std::string alone = rig.dir / "esp.img";
+  run_checked({"dd", "if=" + rig.v1.disk, "of=" + alone, "bs=512",
+                 "skip=" + std::to_string(esp.start / 512),
+                 "count=" + std::to_string(esp.size / 512), "status=none"});
+  (void)run({"fsck.vfat", "-a", alone});
+  run_checked({"dd", "if=" + alone, "of=" + rig.v1.disk, "bs=512",
+                 "seek=" + std::to_string(esp.start / 512), "conv=notrunc", "status=none"});
+  RunResult r = test::run_offline_osup(rig.v1.disk, rig.key, "a", {"switch", v2.bundle});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  r = test::run_offline_osup(rig.v1.disk, rig.key, "a", {"verify", "b"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(fat_inconsistencies({rig.v1.disk, esp.start, false}).empty());
 }
