@@ -10,6 +10,8 @@ namespace osup {
 namespace {
 
 constexpr std::string_view kHeader = "# GRUB Environment Block\n";
+// Which of the environment's two files is current (the higher); osup.cfg compares it too.
+constexpr const char* kEnvGen = "OSUP_ENV_GEN";
 
 std::string upper(layout::Slot s) {
   return std::string(1, layout::slot_char(s) == 'a' ? 'A' : 'B');
@@ -133,11 +135,16 @@ void GrubEnvBlock::unset(const std::string& name) {
   std::erase_if(vars_, [&](const auto& p) { return p.first == name; });
 }
 
+std::string grubenv_alt_path(const std::string& env_path) { return env_path + ".1"; }
+
 std::optional<std::string> find_grubenv(const EspAccess& esp) {
-  if (esp.exists("/grub/grubenv")) return "/grub/grubenv";
+  const auto present = [&](const std::string& p) {
+    return esp.exists(p) || esp.exists(grubenv_alt_path(p));
+  };
+  if (present("/grub/grubenv")) return "/grub/grubenv";
   for (const std::string& vendor : esp.list("/EFI")) {
     const std::string p = "/EFI/" + vendor + "/grubenv";
-    if (esp.exists(p)) return p;
+    if (present(p)) return p;
   }
   return std::nullopt;
 }
@@ -160,26 +167,62 @@ std::optional<layout::Slot> grub_pick(GrubEnvBlock& env) {
 
 std::optional<layout::Slot> simulate_grub_boot(EspAccess& esp, const std::string& env_path) {
   GrubEnv grub(std::shared_ptr<EspAccess>(&esp, [](EspAccess*) {}), env_path);
+  const std::string path = grub.current_path();
   GrubEnvBlock env = grub.load();
   auto picked = grub_pick(env);
-  // GRUB's save_env rewrites the block in place: same size.
-  if (picked) esp.write_atomic(env_path, env.serialize(esp.read(env_path)->size()));
+  // GRUB's save_env rewrites the loaded file's block in place: same name, same size.
+  if (picked) esp.write_atomic(path, env.serialize(esp.read(path)->size()));
   return picked;
 }
 
-GrubEnvBlock GrubEnv::load() const {
-  auto text = esp_->read(env_path_);
-  if (!text) return GrubEnvBlock{};
-  return GrubEnvBlock::parse(*text, env_path_ + " on the " + esp_->describe());
+// The environment under one of its two names: nullopt when the file is missing or GRUB
+// could not use it (a cut can leave the older name's record on freed clusters).
+std::optional<GrubEnvBlock> GrubEnv::load_from(const std::string& path, std::string* error) const {
+  std::optional<std::string> text;
+  try {
+    text = esp_->read(path);
+    if (text) return GrubEnvBlock::parse(*text, path + " on the " + esp_->describe());
+  } catch (const Error& e) {
+    if (error && error->empty()) *error = e.what();
+  }
+  return std::nullopt;
 }
 
+GrubEnv::Current GrubEnv::current() const {
+  std::string error;
+  const std::string alt = grubenv_alt_path(env_path_);
+  auto main = load_from(env_path_, &error), other = load_from(alt, &error);
+  const auto gen = [](const GrubEnvBlock& e) { return to_u64(e.get_or(kEnvGen, "")); };
+  if (other && (!main || gen(*other) > gen(*main))) return {alt, std::move(*other)};
+  if (main) return {env_path_, std::move(*main)};
+  if (!error.empty()) fail(error);
+  return {"", GrubEnvBlock{}};
+}
+
+std::string GrubEnv::current_path() const {
+  const std::string p = current().path;
+  return p.empty() ? env_path_ : p;
+}
+
+GrubEnvBlock GrubEnv::load() const { return current().env; }
+
+// Never over an existing file (on FAT a rename over one frees its clusters apart from
+// the directory update: docs/powerloss.md, finding 2): the new block goes, whole and
+// synced, to the name not in use with a higher OSUP_ENV_GEN; then the old name goes. A
+// cut leaves the old block, or both (osup.cfg and load() take the higher generation).
 void GrubEnv::store(const GrubEnvBlock& env) {
-  auto old = esp_->read(env_path_);
-  const std::string text = env.serialize(old ? old->size() : GrubEnvBlock::kBlockSize);
-  with_context("writing " + env_path_ + " on the " + esp_->describe(), [&] {
+  const Current cur = current();
+  GrubEnvBlock next = env;
+  next.set(kEnvGen, std::to_string(to_u64(cur.env.get_or(kEnvGen, "")) + 1));
+  const size_t old_size = cur.path.empty() ? 0 : esp_->read(cur.path).value_or("").size();
+  const std::string text = next.serialize(std::max(old_size, GrubEnvBlock::kBlockSize));
+  const std::string target = cur.path == env_path_ ? grubenv_alt_path(env_path_) : env_path_;
+  with_context("writing " + target + " on the " + esp_->describe(), [&] {
     const std::string dir = env_path_.substr(0, env_path_.rfind('/'));
     if (!dir.empty()) esp_->mkdirs(dir);
-    esp_->write_atomic(env_path_, text);
+    if (esp_->exists(target)) esp_->remove(target);  // an older block a cut left behind
+    esp_->write_atomic(target, text);
+    if (!cur.path.empty()) esp_->remove(cur.path);
   });
 }
 

@@ -7,7 +7,11 @@
 //                    0 = exhausted = bad (passed over)
 //   OSUP_A_KERNEL, OSUP_A_INITRD, OSUP_A_CMDLINE   what to boot (empty kernel: no entry)
 //   OSUP_A_TITLE, OSUP_A_VERSION, OSUP_A_GEN, OSUP_A_TRIES   bookkeeping for SlotBoot
-// Every change rewrites the whole 1024-byte block atomically (write temp, rename).
+// The block lives under two names in turn, grubenv and grubenv.1: every change writes the
+// whole block, with OSUP_ENV_GEN one higher, to the name not in use, then removes the
+// other (no rename over an existing file: on FAT a cut there can leave neither). The
+// current block is the one with the higher OSUP_ENV_GEN; osup.cfg loads that one, and
+// GRUB's own save_env (the try count) rewrites it in place.
 #pragma once
 
 #include <optional>
@@ -49,7 +53,10 @@ class GrubEnvBlock {
   std::vector<std::pair<std::string, std::string>> vars_;
 };
 
-// Where the grubenv is: /grub/grubenv or /EFI/*/grubenv if one exists, else nullopt.
+// The second name of a grubenv: "/grub/grubenv" -> "/grub/grubenv.1".
+[[nodiscard]] std::string grubenv_alt_path(const std::string& env_path);
+// Where the grubenv is: /grub/grubenv or /EFI/*/grubenv if it (or its .1) exists, else
+// nullopt. Always the first name; GrubEnv finds the current one of the two.
 [[nodiscard]] std::optional<std::string> find_grubenv(const EspAccess& esp);
 
 class GrubEnv final : public BootControl {
@@ -69,9 +76,19 @@ class GrubEnv final : public BootControl {
   void mark_bad(layout::Slot) override;
 
   [[nodiscard]] const std::string& env_path() const { return env_path_; }
+  // The file holding the current block (env_path() or its .1; env_path() when none).
+  [[nodiscard]] std::string current_path() const;
+  // The current block; empty when neither file exists; throws when neither is readable.
   [[nodiscard]] GrubEnvBlock load() const;
 
  private:
+  struct Current {
+    std::string path;  // "" when neither file exists
+    GrubEnvBlock env;
+  };
+  [[nodiscard]] Current current() const;
+  [[nodiscard]] std::optional<GrubEnvBlock> load_from(const std::string& path,
+                                                      std::string* error) const;
   void store(const GrubEnvBlock& env);
   void require_entry(const GrubEnvBlock& env, layout::Slot s, const char* action) const;
   std::shared_ptr<EspAccess> esp_;

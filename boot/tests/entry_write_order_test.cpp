@@ -1,10 +1,13 @@
-// The order in which the systemd-boot backend changes entries on the ESP: no rename ever
-// lands on an existing entry (on FAT a power cut there can leave the name pointing at freed
-// clusters: docs/powerloss.md, finding 2), and stopping after any step leaves the loader's
-// pick on the slot it had before or the one the operation wanted, with a rerun finishing it.
+// The order in which the systemd-boot and GRUB backends change the ESP: no rename ever
+// lands on an existing entry or grubenv (on FAT a power cut there can leave the name
+// pointing at freed clusters: docs/powerloss.md, finding 2), and stopping after any step
+// leaves the loader's pick on the slot it had before or the one the operation wanted, with
+// a rerun finishing it.
 #include <catch2/catch.hpp>
 
 #include "base/error.h"
+#include "base/process.h"
+#include "boot/grub_env.h"
 #include "boot/systemd_boot.h"
 #include "boot/tests/esp_fixture.h"
 
@@ -57,12 +60,14 @@ class CuttingEsp final : public EspAccess {
   // write_atomic and rename both end in a rename onto `target`.
   void change(const std::string& target) {
     step();
-    if (target.starts_with(kEntriesDir) && esp_->exists(target)) overwritten.push_back(target);
+    if ((target.starts_with(kEntriesDir) || target.find("grubenv") != std::string::npos) &&
+        esp_->exists(target))
+      overwritten.push_back(target);
   }
   std::shared_ptr<EspAccess> esp_;
 };
 
-using Step = void (*)(SystemdBoot&, EspAccess&);
+using Step = void (*)(BootControl&, EspAccess&);
 
 // Slot a good, then slot b installed and booted once, then `then`; then `op` is cut.
 struct Case {
@@ -71,12 +76,15 @@ struct Case {
   Slot before, after;
 };
 
-void booted(SystemdBoot& sd, EspAccess& esp, Slot s) {
+void booted(BootControl& sd, EspAccess& esp, Slot s) {
   REQUIRE(sd.next_boot() == s);
-  REQUIRE(simulate_systemd_boot(esp));
+  if (auto* grub = dynamic_cast<GrubEnv*>(&sd))
+    REQUIRE(simulate_grub_boot(esp, grub->env_path()));
+  else
+    REQUIRE(simulate_systemd_boot(esp));
 }
 
-void setup(const Case& c, SystemdBoot& sd, EspAccess& esp) {
+void setup(const Case& c, BootControl& sd, EspAccess& esp) {
   sd.install(Slot::a, spec_for(Slot::a, "1"));
   booted(sd, esp, Slot::a);
   sd.mark_good(Slot::a);
@@ -85,18 +93,19 @@ void setup(const Case& c, SystemdBoot& sd, EspAccess& esp) {
   c.then(sd, esp);
 }
 
-void nothing(SystemdBoot&, EspAccess&) {}
-void good(SystemdBoot& sd, EspAccess&) { sd.mark_good(Slot::b); }
-void bad(SystemdBoot& sd, EspAccess&) { sd.mark_bad(Slot::b); }
-void twice(SystemdBoot& sd, EspAccess& esp) {  // a on its other name, then back to b
+void nothing(BootControl&, EspAccess&) {}
+void good(BootControl& sd, EspAccess&) { sd.mark_good(Slot::b); }
+void bad(BootControl& sd, EspAccess&) { sd.mark_bad(Slot::b); }
+void twice(BootControl& sd, EspAccess& esp) {  // a on its other name, then back to b
   sd.mark_good(Slot::b);
   sd.make_first(Slot::a);
   sd.make_first(Slot::b);
   booted(sd, esp, Slot::b);
 }
-void first_a(SystemdBoot& sd, EspAccess&) { sd.make_first(Slot::a); }
-void first_b(SystemdBoot& sd, EspAccess&) { sd.make_first(Slot::b); }
-void reinstall_a(SystemdBoot& sd, EspAccess&) { sd.install(Slot::a, spec_for(Slot::a, "3")); }
+void first_a(BootControl& sd, EspAccess&) { sd.make_first(Slot::a); }
+void first_b(BootControl& sd, EspAccess&) { sd.make_first(Slot::b); }
+void reinstall_a(BootControl& sd, EspAccess&) { sd.install(Slot::a, spec_for(Slot::a, "3")); }
+void disable_b(BootControl& sd, EspAccess&) { sd.disable(Slot::b); }
 
 constexpr Case kCases[] = {
     {"rollback to a good slot", good, first_a, Slot::b, Slot::a},
@@ -105,36 +114,62 @@ constexpr Case kCases[] = {
     {"mark-good", nothing, good, Slot::b, Slot::b},
     {"mark-bad", nothing, bad, Slot::b, Slot::a},
     {"install over a slot's own entry", good, reinstall_a, Slot::b, Slot::a},
+    {"disable the other slot", good, disable_b, Slot::b, Slot::a},
 };
+
+std::unique_ptr<BootControl> make_loader(const std::string& kind, std::shared_ptr<EspAccess> esp) {
+  if (kind == "grub") return std::make_unique<GrubEnv>(std::move(esp), "/grub/grubenv");
+  return std::make_unique<SystemdBoot>(std::move(esp));
+}
+
+// What the loader reads after a cut is its own: entries it parses as osup's (systemd-boot),
+// or a grubenv that grub-editenv lists (GRUB). Returns how many entries slot s has, or
+// for GRUB how many of the environment's two names exist.
+int check_left(const std::string& kind, BootControl& bc, EspAccess& esp, Slot s,
+               const std::string& dir) {
+  int n = 0;
+  if (kind == "grub") {
+    const std::string env = "/grub/grubenv";
+    for (const std::string& f : {env, grubenv_alt_path(env)}) n += esp.exists(f) ? 1 : 0;
+    const std::string host = dir + "/grubenv.host";
+    atomic_write_file(host, *esp.read(dynamic_cast<GrubEnv&>(bc).current_path()));
+    CHECK(run({"grub-editenv", host, "list"}).exit_code == 0);
+    return n;
+  }
+  for (const std::string& f : esp.list(kEntriesDir)) {
+    CHECK((osup_entry_slot(f) || f.ends_with(".tmp")));
+    n += osup_entry_slot(f) == s;
+  }
+  return n;
+}
 
 }  // namespace
 
-TEST_CASE("systemd-boot entries: no rename over an entry, any cut leaves the old or new pick",
+TEST_CASE("entries and grubenv: no rename over one, any cut leaves the old or new pick",
           "[unit]") {
+  const std::string kind = GENERATE(as<std::string>{}, "systemd-boot", "grub");
   for (const Case& c : kCases) {
     int steps = 0;
     for (int cut = 0;; ++cut) {
-      INFO(c.name << ", cut before change " << cut);
+      INFO(kind << ": " << c.name << ", cut before change " << cut);
       Esp e("mounted");
       add_kernels(*e.esp);
-      SystemdBoot plain(e.esp);
-      setup(c, plain, *e.esp);
-      REQUIRE(plain.next_boot() == c.before);
+      auto plain = make_loader(kind, e.esp);
+      setup(c, *plain, *e.esp);
+      REQUIRE(plain->next_boot() == c.before);
       auto cutting = std::make_shared<CuttingEsp>(e.esp);
       cutting->cut_at = cut;
-      SystemdBoot sd(cutting);
+      auto sd = make_loader(kind, cutting);
       bool finished = true;
       try {
-        c.op(sd, *cutting);
+        c.op(*sd, *cutting);
       } catch (const PowerCut&) {
         finished = false;
       }
       CHECK(cutting->overwritten.empty());
-      const auto now = sd.next_boot();
+      const auto now = sd->next_boot();
       CHECK((now == c.before || now == c.after));
-      // Every entry left is one the loader parses as ours.
-      for (const std::string& f : e.esp->list(kEntriesDir))
-        CHECK((osup_entry_slot(f) || f.ends_with(".tmp")));
+      (void)check_left(kind, *sd, *e.esp, Slot::a, e.dir);
       if (finished) {
         steps = cut;
         CHECK(now == c.after);
@@ -142,16 +177,12 @@ TEST_CASE("systemd-boot entries: no rename over an entry, any cut leaves the old
       }
       // The rerun finishes the job, without overwriting either.
       cutting->cut_at = -1;
-      c.op(sd, *cutting);
+      c.op(*sd, *cutting);
       CHECK(cutting->overwritten.empty());
-      CHECK(sd.next_boot() == c.after);
-      for (Slot s : {Slot::a, Slot::b}) {
-        int n = 0;
-        for (const std::string& f : e.esp->list(kEntriesDir)) n += osup_entry_slot(f) == s;
-        CHECK(n <= 1);
-      }
+      CHECK(sd->next_boot() == c.after);
+      for (Slot s : {Slot::a, Slot::b}) CHECK(check_left(kind, *sd, *e.esp, s, e.dir) <= 1);
     }
-    INFO(c.name);
+    INFO(kind << ": " << c.name);
     CHECK(steps >= 1);
   }
 }

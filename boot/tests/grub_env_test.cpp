@@ -72,12 +72,12 @@ TEST_CASE("grub: switch, boot counting, rollback", "[unit]") {
   };
   // grub-editenv's view of the block on the ESP.
   auto editenv = [&](const std::vector<std::string>& args) {
-    const std::string host = e.dir / "grubenv.host";
-    atomic_write_file(host, *esp.read(grub.env_path()));
+    const std::string host = e.dir / "grubenv.host", current = grub.current_path();
+    atomic_write_file(host, *esp.read(current));
     std::vector<std::string> argv = {"grub-editenv", host};
     argv.insert(argv.end(), args.begin(), args.end());
     std::string out = run_checked(argv).out;
-    esp.write_atomic(grub.env_path(), read_text_file(host));
+    esp.write_atomic(current, read_text_file(host));
     return out;
   };
 
@@ -155,8 +155,9 @@ TEST_CASE("grub: switch, boot counting, rollback", "[unit]") {
     CHECK_THROWS_WITH(grub.install(Slot::b, big), Contains("installing the boot entry of slot b"));
     CHECK_THROWS_WITH(grub.install(Slot::b, big), Contains("shorten the kernel command lines"));
     CHECK(grub.slot(Slot::b).state == SlotState::empty);
-    esp.write_atomic(grub.env_path(), "garbage");
-    CHECK_THROWS_WITH(grub.slot(Slot::a), Contains("/grub/grubenv on the ESP"));
+    const std::string current = grub.current_path();
+    esp.write_atomic(current, "garbage");
+    CHECK_THROWS_WITH(grub.slot(Slot::a), Contains(current + " on the ESP"));
   }
   e.fsck();
 }
@@ -191,7 +192,7 @@ TEST_CASE("grubenv holds two slots with real dm-verity command lines", "[unit]")
         " systemd.verity_root_hash=PARTUUID=" + std::string(36, 'd') + " osup.slot=" + c;
     grub.install(s, spec);
   }
-  const std::string block = *e.esp->read("/EFI/debian/grubenv");
+  const std::string block = *e.esp->read(grub.current_path());
   CHECK(block.size() == GrubEnvBlock::kBlockSize);
   INFO(block);
   CHECK(grub.next_boot() == Slot::b);
@@ -199,9 +200,9 @@ TEST_CASE("grubenv holds two slots with real dm-verity command lines", "[unit]")
   EntrySpec longer = spec_for(Slot::a, "2024.12.2");
   longer.cmdline = std::string(700, 'z');
   grub.install(Slot::a, longer);
-  CHECK(e.esp->read("/EFI/debian/grubenv")->size() == 2 * GrubEnvBlock::kBlockSize);
+  CHECK(e.esp->read(grub.current_path())->size() == 2 * GrubEnvBlock::kBlockSize);
   CHECK(grub.slot(Slot::a).version == "2024.12.2");
   CHECK(simulate_grub_boot(*e.esp, grub.env_path()) == Slot::a);
-  CHECK(e.esp->read("/EFI/debian/grubenv")->size() == 2 * GrubEnvBlock::kBlockSize);
+  CHECK(e.esp->read(grub.current_path())->size() == 2 * GrubEnvBlock::kBlockSize);
   CHECK(grub.slot(Slot::a).tries_left == 2);
 }
