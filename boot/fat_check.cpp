@@ -125,11 +125,13 @@ class Checker {
     if (!full()) problems_.push_back(p);
   }
 
-  // The clusters of a chain, each checked: in range, allocated, not bad, claimed once.
-  std::vector<uint32_t> chain(const std::string& path, uint32_t c) {
+  // The clusters of a chain, each checked: in range, allocated, not bad, claimed once;
+  // `broken` is set when one is not (the problem is reported once, here).
+  std::vector<uint32_t> chain(const std::string& path, uint32_t c, bool* broken = nullptr) {
     std::vector<uint32_t> out;
     const uint32_t last = g_.clusters + 1, bad = end_mark() - 1;
     while (true) {
+      if (broken) *broken = true;  // until the chain ends well
       if (c < 2 || c > last || !in_fat(c)) {
         problem(path + ": its chain leaves the data area (cluster " + std::to_string(c) + ")");
         return out;
@@ -149,7 +151,10 @@ class Checker {
         problem(path + ": cluster " + std::to_string(c) + " is marked bad");
         return out;
       }
-      if (next >= end_mark()) return out;
+      if (next >= end_mark()) {
+        if (broken) *broken = false;
+        return out;
+      }
       c = next;
     }
   }
@@ -186,8 +191,9 @@ class Checker {
       } else if (first == 0) {
         if (size) problem(path + ": " + std::to_string(size) + " bytes but no start cluster");
       } else {
-        const size_t n = chain(path, first).size();
-        if (uint64_t{n} * g_.cluster_bytes < size)
+        bool broken = false;
+        const size_t n = chain(path, first, &broken).size();
+        if (!broken && uint64_t{n} * g_.cluster_bytes < size)
           problem(path + ": " + std::to_string(size) + " bytes on a chain of " +
                   std::to_string(n) + " clusters");
       }

@@ -304,7 +304,12 @@ void GrubEnv::make_first(layout::Slot s) {
 void GrubEnv::mark_good(layout::Slot s) {
   GrubEnvBlock env = load();
   require_entry(env, s, "mark good");
-  if (env.get_or(ok_var(s), "0") == "1") return;
+  if (env.get_or(ok_var(s), "0") == "1") {  // nothing to change; a cut's older block goes
+    const std::string cur = current_path(), alt = grubenv_alt_path(env_path_);
+    const std::string stale = cur == env_path_ ? alt : env_path_;
+    if (esp_->exists(stale)) esp_->remove(stale);
+    return;
+  }
   env.set(ok_var(s), "1");
   env.set(try_var(s), "0");
   store(env);

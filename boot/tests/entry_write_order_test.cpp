@@ -169,7 +169,7 @@ TEST_CASE("entries and grubenv: no rename over one, any cut leaves the old or ne
       CHECK(cutting->overwritten.empty());
       const auto now = sd->next_boot();
       CHECK((now == c.before || now == c.after));
-      (void)check_left(kind, *sd, *e.esp, Slot::a, e.dir);
+      (void)check_left(kind, *sd, *e.esp, Slot::a, e.dir.path());
       if (finished) {
         steps = cut;
         CHECK(now == c.after);
@@ -180,7 +180,7 @@ TEST_CASE("entries and grubenv: no rename over one, any cut leaves the old or ne
       c.op(*sd, *cutting);
       CHECK(cutting->overwritten.empty());
       CHECK(sd->next_boot() == c.after);
-      for (Slot s : {Slot::a, Slot::b}) CHECK(check_left(kind, *sd, *e.esp, s, e.dir) <= 1);
+      for (Slot s : {Slot::a, Slot::b}) CHECK(check_left(kind, *sd, *e.esp, s, e.dir.path()) <= 1);
     }
     INFO(kind << ": " << c.name);
     CHECK(steps >= 1);

@@ -63,6 +63,13 @@ TEST_CASE("fat check: a record on clusters the FAT calls free is found, and fsck
                         Catch::Contains("fsck.vfat -a"));
 
   SECTION("why writing is refused: a new file gets those clusters") {
+    // With FSInfo's next-free hint unknown, the allocator searches from the first cluster
+    // (the hint only moves the point where the reuse happens).
+    const std::string boot = read_text_file(f.image).substr(0, 512);
+    const uint64_t fsinfo = uint64_t{le(boot, 48, 2)} * le(boot, 11, 2);
+    UniqueFd fd = open_file(f.image, O_WRONLY);
+    const uint32_t unknown = 0xFFFFFFFF;
+    pwrite_all(fd.get(), std::as_bytes(std::span(&unknown, 1)), fsinfo + 492, f.image);
     const std::string other = f.dir / "other";
     atomic_write_file(other, std::string(20000, 'n'));
     run_checked({"mcopy", "-i", f.image, other, "::/osup/b/initrd"});
