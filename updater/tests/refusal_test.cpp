@@ -104,7 +104,8 @@ TEST_CASE("on an ESP a power cut left inconsistent osup writes nothing until it 
   test::free_fat_clusters(rig.v1.disk, esp.start, "/osup/b/vmlinuz");
   const auto written = [&] {  // what a switch, rollback or mark-good would change
     std::string h;
-    for (const char* label : {"esp", "root-b", "verity-b"})
+    for (const std::string& label : {std::string(layout::kEspLabel), layout::root_label(layout::Slot::b),
+                                     layout::verity_label(layout::Slot::b)})
       h += test::partition_sha256(rig.v1.disk, label);
     return h;
   };
