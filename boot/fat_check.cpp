@@ -33,8 +33,8 @@ class Reader {
     void* raw = nullptr;
     if (posix_memalign(&raw, kAlign, end - start) != 0) fail("out of memory reading " + src_.path);
     const std::unique_ptr<void, decltype(&std::free)> buf(raw, &std::free);
-    const size_t got = pread_full(fd_.get(), {static_cast<std::byte*>(raw), end - start}, start,
-                                  src_.path);
+    const size_t got =
+        pread_full(fd_.get(), {static_cast<std::byte*>(raw), end - start}, start, src_.path);
     if (got < abs - start + len)
       fail(src_.path + ": the FAT file system at byte " + std::to_string(src_.offset) +
            " ends early (short read at " + std::to_string(abs) + ")");
@@ -115,8 +115,9 @@ class Checker {
     return c & 1 ? v >> 4 : v & 0xFFF;
   }
   bool in_fat(uint32_t c) const {
-    const size_t need = g_.bits == 32 ? size_t{c} * 4 + 4 : g_.bits == 16 ? size_t{c} * 2 + 2
-                                                                           : c + c / 2 + 2;
+    const size_t need = g_.bits == 32   ? size_t{c} * 4 + 4
+                        : g_.bits == 16 ? size_t{c} * 2 + 2
+                                        : c + c / 2 + 2;
     return need <= fat_.size();
   }
   uint32_t end_mark() const { return g_.bits == 32 ? 0x0FFFFFF8 : g_.bits == 16 ? 0xFFF8 : 0xFF8; }
@@ -194,8 +195,8 @@ class Checker {
         bool broken = false;
         const size_t n = chain(path, first, &broken).size();
         if (!broken && uint64_t{n} * g_.cluster_bytes < size)
-          problem(path + ": " + std::to_string(size) + " bytes on a chain of " +
-                  std::to_string(n) + " clusters");
+          problem(path + ": " + std::to_string(size) + " bytes on a chain of " + std::to_string(n) +
+                  " clusters");
       }
     }
   }

@@ -112,8 +112,8 @@ void print_summary(std::ostream& out, const std::vector<PhaseResult>& results,
       << std::setw(9) << "MiB" << std::setw(8) << "flushes" << std::setw(8) << "flush"
       << std::setw(8) << "subset" << std::setw(7) << "torn" << std::setw(8) << "boot a"
       << std::setw(8) << "boot b" << std::setw(6) << "none" << std::setw(8) << "e2fsck"
-      << std::setw(8) << "ESPfix" << std::setw(7) << "rerun" << std::setw(8) << "refused" << std::setw(8) << "failed"
-      << std::setw(10) << "ms/state"
+      << std::setw(8) << "ESPfix" << std::setw(7) << "rerun" << std::setw(8) << "refused"
+      << std::setw(8) << "failed" << std::setw(10) << "ms/state"
       << "\n";
   size_t total = 0, failed = 0;
   double seconds = 0;
@@ -125,8 +125,8 @@ void print_summary(std::ostream& out, const std::vector<PhaseResult>& results,
         << std::setw(8) << r.flushes << std::setw(8) << r.states[0] << std::setw(8) << r.states[1]
         << std::setw(7) << r.states[2] << std::setw(8) << r.boots_a << std::setw(8) << r.boots_b
         << std::setw(6) << r.boots_none << std::setw(8) << r.data_checked << std::setw(8)
-        << r.esp_repaired << std::setw(7) << r.reruns << std::setw(8) << r.refused << std::setw(8) << r.failures.size()
-        << std::setw(10) << std::setprecision(1)
+        << r.esp_repaired << std::setw(7) << r.reruns << std::setw(8) << r.refused << std::setw(8)
+        << r.failures.size() << std::setw(10) << std::setprecision(1)
         << (n ? 1000.0 * r.seconds / static_cast<double>(n) : 0.0) << "\n";
   }
   out << "states " << total << ", failed " << failed << ", " << std::setprecision(0) << seconds

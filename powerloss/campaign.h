@@ -41,7 +41,7 @@ struct PhaseResult {
   uint64_t bytes_written = 0;
   size_t states[3] = {0, 0, 0};  // by StateKind
   size_t boots_a = 0, boots_b = 0, boots_none = 0, data_checked = 0, esp_repaired = 0;
-  size_t reruns = 0;  // states where the operation was run again (and had to succeed)
+  size_t reruns = 0;   // states where the operation was run again (and had to succeed)
   size_t refused = 0;  // of those on a damaged ESP: osup refused it before fsck.vfat -a
   std::vector<std::pair<std::string, std::string>> failures;  // (state, reasons)
   double seconds = 0;

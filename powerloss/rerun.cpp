@@ -6,8 +6,8 @@
 
 #include "base/error.h"
 #include "base/fd.h"
-#include "format/sha256.h"
 #include "base/process.h"
+#include "format/sha256.h"
 #include "powerloss/esp_check.h"
 #include "updater/disk.h"
 #include "updater/verify.h"
@@ -30,8 +30,9 @@ std::string esp_sha256(const std::string& image) {
   Sha256 h;
   std::vector<std::byte> buf(1 << 20);
   for (uint64_t at = 0; at < disk.esp.size; at += buf.size()) {
-    const size_t n = pread_full(fd.get(), std::span(buf).first(std::min<uint64_t>(buf.size(), disk.esp.size - at)),
-                                disk.esp.start + at, image);
+    const size_t n = pread_full(
+        fd.get(), std::span(buf).first(std::min<uint64_t>(buf.size(), disk.esp.size - at)),
+        disk.esp.start + at, image);
     h.update(std::span(buf).first(n));
   }
   return to_hex(h.finish());
@@ -54,8 +55,8 @@ std::optional<Rerun> rerun_for_phase(const std::string& phase, const std::string
 
 std::string rerun_error(const std::string& image, const Rerun& r, const std::string& osup_exe,
                         const std::string& keys_dir, const sig::TrustStore& trust,
-                        const std::map<std::string, std::string>& loader_files,
-                        bool damaged_esp, bool* refused) {
+                        const std::map<std::string, std::string>& loader_files, bool damaged_esp,
+                        bool* refused) {
   std::vector<std::string> argv{osup_exe,
                                 "--disk",
                                 image,
@@ -66,7 +67,8 @@ std::string rerun_error(const std::string& image, const Rerun& r, const std::str
   argv.insert(argv.end(), r.args.begin(), r.args.end());
   const std::string esp_before = damaged_esp ? esp_sha256(image) : "";
   const RunResult run_result = run(argv);
-  const std::string what = std::string(damaged_esp ? "unrepaired-ESP " : "") + "rerun of osup " + r.name;
+  const std::string what =
+      std::string(damaged_esp ? "unrepaired-ESP " : "") + "rerun of osup " + r.name;
   if (damaged_esp && run_result.exit_code != 0 &&
       run_result.err.find(" is inconsistent (") != std::string::npos) {
     if (refused) *refused = true;

@@ -197,10 +197,7 @@ int cmd_update(const Globals& g, const std::vector<std::string>& args) {
   o.progress = g.progress;
   Session s = open_session(g);
   std::optional<DiskLock> lock;
-  if (!o.check_only) {
-    lock.emplace(s.disk.path, "update", g.lock_wait);
-    require_sound_esp(s.disk);
-  }
+  if (!o.check_only) lock.emplace(lock_for_writing(s.disk, "update", g.lock_wait));
   sig::TrustStore trust = load_trust(g);
   const bool json_out = a.flag("json");
   const auto say = [](const std::string& line) {
@@ -284,8 +281,7 @@ int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
   const std::string& what = a.positionals()[0];
   if (is_delta_file(what)) {
     Session s = open_session(g);
-    DiskLock lock(s.disk.path, "switch", g.lock_wait);
-    require_sound_esp(s.disk);
+    DiskLock lock = lock_for_writing(s.disk, "switch", g.lock_wait);
     InstallResult r =
         install_delta(s.disk, *s.boot, load_trust(g),
                       DeltaInstallOptions{what, a.flag("allow-downgrade"), g.progress});
@@ -299,8 +295,7 @@ int cmd_switch(const Globals& g, const std::vector<std::string>& args) {
   // is refused at once, before the disk is found, its ESP read or its lock waited for.
   VerifiedBundle bundle = open_verified_bundle(o.bundle, load_trust(g));
   Session s = open_session(g);
-  DiskLock lock(s.disk.path, "switch", g.lock_wait);
-  require_sound_esp(s.disk);
+  DiskLock lock = lock_for_writing(s.disk, "switch", g.lock_wait);
   InstallResult r = install_bundle(s.disk, *s.boot, bundle, o);
   print_installed(r, *s.boot, a.flag("json"));
   if (a.flag("reboot")) reboot_now();
@@ -311,8 +306,7 @@ int cmd_rollback(const Globals& g, const std::vector<std::string>& args) {
   CliArgs a("osup rollback", args, {}, {"reboot", "force"});
   a.expect_positionals(0, 0, "osup rollback [--reboot] [--force]");
   Session s = open_session(g);
-  DiskLock lock(s.disk.path, "rollback", g.lock_wait);
-  require_sound_esp(s.disk);
+  DiskLock lock = lock_for_writing(s.disk, "rollback", g.lock_wait);
   std::optional<sig::TrustStore> trust;
   if (!a.flag("force")) trust = load_trust(g);
   const RollbackResult r = rollback(s.disk, *s.boot, trust ? &*trust : nullptr, a.flag("force"));
@@ -331,8 +325,7 @@ int cmd_mark(const Globals& g, const std::vector<std::string>& args, bool good) 
   CliArgs a(good ? "osup mark-good" : "osup mark-bad", args, {}, {});
   a.expect_positionals(0, 0, good ? "osup mark-good" : "osup mark-bad");
   Session s = open_session(g);
-  DiskLock lock(s.disk.path, good ? "mark-good" : "mark-bad", g.lock_wait);
-  require_sound_esp(s.disk);
+  DiskLock lock = lock_for_writing(s.disk, good ? "mark-good" : "mark-bad", g.lock_wait);
   layout::Slot slot = current_slot(s.disk, *s.boot);
   if (good)
     s.boot->mark_good(slot);

@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "format/sha256.h"
+#include "updater/disk.h"
 
 namespace fs = std::filesystem;
 
@@ -71,6 +72,12 @@ DiskLock::DiskLock(const std::string& disk, const std::string& command, double w
   // Tell a waiter who holds the lock. Best effort: the flock, not this text, is the lock.
   std::string me = command + ", pid " + std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd_.get(), 0) == 0) (void)!::pwrite(fd_.get(), me.data(), me.size(), 0);
+}
+
+DiskLock lock_for_writing(const OsupDisk& disk, const std::string& command, double wait_seconds) {
+  DiskLock lock(disk.path, command, wait_seconds);
+  require_sound_esp(disk);
+  return lock;
 }
 
 }  // namespace osup

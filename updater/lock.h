@@ -20,4 +20,10 @@ class DiskLock {
   UniqueFd fd_;
 };
 
+struct OsupDisk;
+// The disk's lock, then its ESP's FAT checked (require_sound_esp, updater/disk.h): what
+// every command that writes does before its first write.
+[[nodiscard]] DiskLock lock_for_writing(const OsupDisk& disk, const std::string& command,
+                                        double wait_seconds);
+
 }  // namespace osup

@@ -145,8 +145,7 @@ int check_left(const std::string& kind, BootControl& bc, EspAccess& esp, Slot s,
 
 }  // namespace
 
-TEST_CASE("entries and grubenv: no rename over one, any cut leaves the old or new pick",
-          "[unit]") {
+TEST_CASE("entries and grubenv: no rename over one, any cut leaves the old or new pick", "[unit]") {
   const std::string kind = GENERATE(as<std::string>{}, "systemd-boot", "grub");
   for (const Case& c : kCases) {
     int steps = 0;

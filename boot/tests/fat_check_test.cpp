@@ -55,8 +55,8 @@ TEST_CASE("fat check: a record on clusters the FAT calls free is found, and fsck
   const uint32_t first = free_fat_clusters(f.image, 0, "/osup/b/vmlinuz");
   const std::vector<std::string> p = fat_inconsistencies({f.image, 0, false});
   REQUIRE(p.size() == 1);
-  CHECK(p[0] == "/osup/b/vmlinuz: cluster " + std::to_string(first) +
-                    " of its chain is free in the FAT");
+  CHECK(p[0] ==
+        "/osup/b/vmlinuz: cluster " + std::to_string(first) + " of its chain is free in the FAT");
   CHECK(run({"fsck.vfat", "-n", f.image}).exit_code != 0);  // dosfstools agrees
   CHECK_THROWS_WITH(require_consistent_fat({f.image, 0, false}, "ESP in test"),
                     Catch::StartsWith("ESP in test is inconsistent (/osup/b/vmlinuz: cluster") &&

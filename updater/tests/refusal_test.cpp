@@ -94,18 +94,19 @@ TEST_CASE("switch or info on a directory names it and the bundles in it", "[inte
 TEST_CASE("on an ESP a power cut left inconsistent osup writes nothing until it is repaired",
           "[integration]") {
   Rig rig;
-  const auto v2 = test::build_tiny_image(rig.dir.path(), Arch::x86_64, "2.0.0", rig.key, "tiny",
-                                         {}, "out2");
+  const auto v2 =
+      test::build_tiny_image(rig.dir.path(), Arch::x86_64, "2.0.0", rig.key, "tiny", {}, "out2");
   const gpt::Partition esp = *gpt::read(rig.v1.disk).find(layout::kEspLabel);
-  const std::string leftover = rig.dir / "old-kernel", spec = rig.v1.disk + "@@" +
-                                                              std::to_string(esp.start);
+  const std::string leftover = rig.dir / "old-kernel",
+                    spec = rig.v1.disk + "@@" + std::to_string(esp.start);
   test::write_random_file(leftover, 300 * 1024, 5);
   run_checked({"mcopy", "-i", spec, leftover, "::/osup/b/vmlinuz"});
   test::free_fat_clusters(rig.v1.disk, esp.start, "/osup/b/vmlinuz");
   const auto written = [&] {  // what a switch, rollback or mark-good would change
     std::string h;
-    for (const std::string& label : {std::string(layout::kEspLabel), layout::root_label(layout::Slot::b),
-                                     layout::verity_label(layout::Slot::b)})
+    for (const std::string& label :
+         {std::string(layout::kEspLabel), layout::root_label(layout::Slot::b),
+          layout::verity_label(layout::Slot::b)})
       h += test::partition_sha256(rig.v1.disk, label);
     return h;
   };
@@ -125,11 +126,11 @@ TEST_CASE("on an ESP a power cut left inconsistent osup writes nothing until it 
   // The repair a boot does (systemd-fsck before the ESP is mounted), then the switch.
   const std::string alone = rig.dir / "esp.img";
   run_checked({"dd", "if=" + rig.v1.disk, "of=" + alone, "bs=512",
-                 "skip=" + std::to_string(esp.start / 512),
-                 "count=" + std::to_string(esp.size / 512), "status=none"});
+               "skip=" + std::to_string(esp.start / 512), "count=" + std::to_string(esp.size / 512),
+               "status=none"});
   (void)run({"fsck.vfat", "-a", alone});
   run_checked({"dd", "if=" + alone, "of=" + rig.v1.disk, "bs=512",
-                 "seek=" + std::to_string(esp.start / 512), "conv=notrunc", "status=none"});
+               "seek=" + std::to_string(esp.start / 512), "conv=notrunc", "status=none"});
   RunResult r = test::run_offline_osup(rig.v1.disk, rig.key, "a", {"switch", v2.bundle});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
