@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/fd.h"
+#include "base/process.h"
 
 namespace osup {
 
@@ -213,6 +214,24 @@ class Checker {
 
 std::vector<std::string> fat_inconsistencies(const FatSource& src, size_t max) {
   return Checker(src, max).run();
+}
+
+namespace {
+
+void drop_cache(const std::string& path, uint64_t offset, uint64_t size) {
+  const UniqueFd fd = open_file(path, O_RDONLY | O_CLOEXEC);
+  (void)::posix_fadvise(fd.get(), static_cast<off_t>(offset), static_cast<off_t>(size),
+                        POSIX_FADV_DONTNEED);
+}
+
+}  // namespace
+
+int repair_fat(const std::string& device, const FatSource& src, uint64_t size) {
+  drop_cache(device, 0, size);
+  const int rc = run({"fsck.vfat", "-a", device}).exit_code;
+  drop_cache(device, 0, size);
+  if (device != src.path) drop_cache(src.path, src.offset, size);
+  return rc;
 }
 
 void require_consistent_fat(const FatSource& src, const std::string& what) {

@@ -25,6 +25,12 @@ struct FatSource {
 // be read or is not FAT12/16/32.
 [[nodiscard]] std::vector<std::string> fat_inconsistencies(const FatSource& src, size_t max = 5);
 
+// `fsck.vfat -a DEVICE` (the file system alone: a partition device or image file), what a
+// boot's systemd-fsck does before mounting the ESP. The page caches of DEVICE and of the
+// same bytes seen through `src` (the whole disk) are dropped around it, so neither serves
+// blocks from before the repair. Returns fsck.vfat's exit code (0 clean, 1 repaired).
+int repair_fat(const std::string& device, const FatSource& src, uint64_t size);
+
 // Throws "ESP in WHAT is inconsistent: PROBLEM; ..." with what to do, when
 // fat_inconsistencies() finds anything. `what` names the ESP for the message.
 void require_consistent_fat(const FatSource& src, const std::string& what);

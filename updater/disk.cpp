@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <sstream>
 
 #include "base/block_device.h"
 #include "base/error.h"
 #include "base/fd.h"
+#include "base/process.h"
 #include "boot/fat_check.h"
 
 namespace fs = std::filesystem;
@@ -73,6 +75,14 @@ std::string mountpoint_of(const std::string& disk, const gpt::Partition& part) {
   if (!part_dev) return "";
   const auto mount = blockdev::find_mount(blockdev::read_mountinfo(), {*part_dev});
   return mount ? mount->mount_point : "";
+}
+
+// The /dev node of a partition of a live disk ("/dev/vda1"), or "" when sysfs has none.
+std::string partition_node(const std::string& disk, const gpt::Partition& part) {
+  const auto disk_dev = blockdev::device_named(fs::path(disk).filename());
+  const auto part_dev = disk_dev ? blockdev::partition_of(*disk_dev, part.number) : std::nullopt;
+  const auto name = part_dev ? blockdev::sysfs_name(*part_dev) : std::nullopt;
+  return name ? "/dev/" + *name : "";
 }
 
 }  // namespace
@@ -145,8 +155,18 @@ void require_sound_esp(const OsupDisk& disk) {
     const UniqueFd dir = open_file(disk.esp_mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (::syncfs(dir.get()) != 0) fail_errno("syncing the ESP at " + disk.esp_mount, errno);
   }
-  require_consistent_fat(FatSource{disk.path, disk.esp.start, !disk.offline},
-                         disk.esp_files->describe());
+  const FatSource src{disk.path, disk.esp.start, !disk.offline};
+  if (!disk.offline && disk.esp_mount.empty() && !fat_inconsistencies(src, 1).empty()) {
+    // Live and unmounted (osup works on it through mtools): systemd-fsck checks the ESP
+    // only when something mounts it, so osup does what that check would.
+    const std::string dev = partition_node(disk.path, disk.esp);
+    if (!dev.empty() && find_tool("fsck.vfat")) {
+      const int rc = repair_fat(dev, src, disk.esp.size);
+      std::fprintf(stderr, "osup: the ESP's FAT was inconsistent; ran fsck.vfat -a %s (exit %d)\n",
+                   dev.c_str(), rc);
+    }
+  }
+  require_consistent_fat(src, disk.esp_files->describe());
 }
 
 }  // namespace osup

@@ -47,7 +47,9 @@ struct DiscoverOptions {
 
 // Before osup's first write to the ESP: throws with what to do when the disk's ESP holds
 // a FAT a power cut left inconsistent (boot/fat_check.h), which a write could make lose a
-// file. A mounted ESP is synced first and read past the page cache. Not for --esp.
+// file. A mounted ESP is synced first and read past the page cache; a live unmounted one
+// is first repaired with fsck.vfat -a (as a boot's systemd-fsck would before mounting it);
+// an offline --disk is only checked. Not for --esp.
 void require_sound_esp(const OsupDisk& disk);
 
 // The value of osup.slot= in a kernel command line, if any.
