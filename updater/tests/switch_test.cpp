@@ -388,7 +388,9 @@ TEST_CASE("the GRUB environment backend drives the same A/B cycle", "[integratio
   // The real grub-editenv reads what osup wrote.
   auto editenv_list = [&] {
     test::TempDir x;
-    std::string env = rig.esp()->read("/grub/grubenv").value_or("");
+    // osup alternates grubenv and grubenv.1 (no rename over it): the current one.
+    const std::string current = GrubEnv(rig.esp(), "/grub/grubenv").current_path();
+    std::string env = rig.esp()->read(current).value_or("");
     atomic_write_file(x / "grubenv", env);
     return run_checked({"grub-editenv", x / "grubenv", "list"}).out;
   };
