@@ -66,6 +66,7 @@ struct Rig {
   std::string boot_state() const {
     auto e = esp();
     std::string out = "grubenv=" + e->read("/grub/grubenv").value_or("(none)") + "\n";
+    out += "grubenv.1=" + e->read("/grub/grubenv.1").value_or("(none)") + "\n";
     for (const std::string& f : e->list("/loader/entries"))
       out += f + "=" + e->read("/loader/entries/" + f).value_or("") + "\n";
     return out;
