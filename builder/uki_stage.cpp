@@ -54,7 +54,7 @@ void install_enrollment_keys(EspAccess& esp, const SecureBootEnroll& e) {
     esp.mkdirs(dir);
     for (const char* var : {"PK", "KEK", "db"})
       esp.copy_in(e.keys + "/" + var + ".auth", dir + "/" + var + ".auth");
-    esp.write_atomic(kLoaderConf, loader_conf() + "secure-boot-enroll " + e.mode + "\n");
+    esp.write_atomic(kLoaderConf, loader_conf(true) + "secure-boot-enroll " + e.mode + "\n");
   });
 }
 

@@ -89,6 +89,7 @@ class VM:
         display: Optional[str] = None,
         monitor_socket: Optional[Union[str, Path]] = None,
         secure_boot: bool = False,
+        net: bool = True,
     ) -> None:
         self.image = Path(image)
         self.arch = arch
@@ -104,6 +105,7 @@ class VM:
         self.display = display  # "std" or "virtio": a graphics card, seen through screendump()
         self.monitor_socket = Path(monitor_socket) if monitor_socket else None
         self.secure_boot = secure_boot  # run-vm --secure-boot (firmware that enforces it)
+        self.net = net  # False: run-vm --no-net (no network boot attempts in the firmware either)
         self._proc: Optional[subprocess.Popen] = None
         self._buf = bytearray()
         self._pos = 0  # where the next expect() starts looking
@@ -136,6 +138,8 @@ class VM:
             cmd += ["--monitor-socket", str(self.monitor_socket)]
         if self.secure_boot:
             cmd.append("--secure-boot")
+        if not self.net:
+            cmd.append("--no-net")
         return cmd
 
     def monitor(self, command: str, timeout: float = 60) -> str:
