@@ -305,7 +305,7 @@ TEST_CASE("spec: secure_boot.enroll names the keys whose db trusts the signing c
   j["secure_boot"] = {{"key", "sb/db.key"}, {"cert", "sb/db.crt"}, {"enroll", {{"keys", "sb"}}}};
   Spec s = d.parse(j);
   REQUIRE(s.secure_boot_enroll);
-  CHECK(s.secure_boot_enroll->keys == (d.dir / "sb").string());
+  CHECK(s.secure_boot_enroll->keys == d.dir / "sb");
   CHECK(s.secure_boot_enroll->mode == "manual");
   j["secure_boot"]["enroll"]["mode"] = "force";
   CHECK(d.parse(j).secure_boot_enroll->mode == "force");
