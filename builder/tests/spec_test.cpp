@@ -323,8 +323,7 @@ TEST_CASE("spec: secure_boot.enroll names the keys whose db trusts the signing c
              Contains("field 'secure_boot.enroll.keys'") && Contains("is not a directory"));
   CHECK_THAT(with_enroll({{"keys", "sb/loader"}}),
              Contains("field 'secure_boot.enroll.keys': has no PK.auth"));
-  CHECK_THAT(with_enroll({{"keys", "other"}}),
-             Contains("other/db.crt is not secure_boot.cert"));
+  CHECK_THAT(with_enroll({{"keys", "other"}}), Contains("other/db.crt is not secure_boot.cert"));
   CHECK_THAT(with_enroll({{"keys", "sb"}, {"pk", "x"}}),
              Contains("field 'secure_boot.enroll.pk': unknown field"));
 }

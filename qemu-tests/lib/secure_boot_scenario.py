@@ -133,7 +133,7 @@ def check_booted(g, slot, hash_=None):
     check("firmware: Secure Boot enabled, user mode (SecureBoot=1 SetupMode=0)",
           mode.get("SecureBoot") == "1" and mode.get("SetupMode") == "0"
           and mode.get("AuditMode", "") in ("", "0") and mode.get("DeployedMode", "") in ("", "0"), out)
-    out, _ = g.sh("tail -c +5 /sys/firmware/efi/efivars/LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+    out, _ = g.sh("cat /sys/firmware/efi/efivars/LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f | tail -c +5"
                   " | tr -d '\\000'; echo")
     check(f"systemd-boot booted a UKI of slot {slot}", re.fullmatch(rf"osup-\d+-{slot}(\+\d+(-\d+)?)?\.efi", out.strip()), out)
     return cl
