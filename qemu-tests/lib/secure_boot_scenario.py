@@ -180,6 +180,8 @@ def step_bad_update(g):
     g.vm.sendline("systemctl reboot")
     m = g.vm.expect([rb"osup: health check failed[^\n]*", LOGIN_PROMPT], g.timeout, "v3's health check to fail")
     check("v3's health check fails and the hook says it rolls back", b"health check failed" in m.group(0), m.group(0))
+    # The shell of v3's boot is already up: wait for the hook's reboot before logging in.
+    g.vm.expect([rb"BdsDxe: loading", rb"EFI stub: "], g.timeout, "the hook's reboot")
     g.vm.wait_for_login(g.timeout)
     print(f"     v3 trial and fallback: {time.monotonic() - t0:.0f} s", flush=True)
     check_booted(g, "a")
@@ -291,6 +293,7 @@ def main():
                 step_enroll(g, vm)
             else:
                 g.login("boot")
+                print(f"     booted: {g.cmdline()}\n     status: {json.dumps(g.status())}", flush=True)
             if "2" in args.steps:
                 step_switch_rollback(g)
             if "3" in args.steps:
