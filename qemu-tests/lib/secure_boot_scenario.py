@@ -227,6 +227,7 @@ def tamper(disk, other_key):
         esp.put(t / "vmlinuz", "/evil/vmlinuz")
         (t / "osup-z.conf").write_text("title evil\nsort-key osup\nversion 999\nlinux /evil/vmlinuz\n"
                                       f"options console=ttyS0,115200 ro roothash={'e' * 64} osup.slot=b\n")
+        esp.mkdir("/loader/entries")  # a UKI disk has none
         esp.put(t / "osup-z.conf", "/loader/entries/osup-z.conf")
     print("     ESP now: " + " ".join(esp.ls("/EFI/Linux")) + " + /loader/entries/osup-z.conf", flush=True)
     return [n for n, _ in order]
