@@ -43,7 +43,7 @@ from report import check, results, step  # noqa: E402
 from vm import LOGIN_PROMPT, SHELL_PROMPT, VM, VMError  # noqa: E402
 
 KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\] .*(\n|$)", re.M)
-LOAD_ERROR = re.compile(rb"Error loading (\S+): ([A-Za-z ]+)")
+LOAD_ERROR = re.compile(rb"Error loading (\S+): ([^\r\n]+)[\r\n]")
 # Where OVMF/AAVMF end up when no boot option starts: its boot manager waits for a key.
 STUCK = re.compile(rb"No bootable option or device was found|Shell> |Press ESC in \d+ seconds")
 ENROLL = re.compile(rb"Enrolling secure boot keys from directory: (\S+)")
@@ -258,8 +258,9 @@ def step_tamper_boot(args, vars_path, expected):
                 break
         g.login("tamper boot, after the refusals")
         print(f"     tamper boot: shell after {time.monotonic() - t0:.0f} s, {resets} resets", flush=True)
-        files = [Path(f.replace("\\", "/")).name.lower() for f, _ in refused]
-        check("each tampered UKI was refused once, newest first", files == expected, refused)
+        # The loader counts the try (renames the file) before it asks the firmware to load it.
+        files = [Path(f.replace("\\", "/")).name.lower().split("+")[0] for f, _ in refused]
+        check("each tampered UKI was refused once, newest first", files == [e.split("+")[0] for e in expected], refused)
         check("refused by the firmware's signature check",
               all(r in ("Security Violation", "Access Denied") for _, r in refused), refused)
         check("the dropped Type #1 entry was never loaded", "evil" not in vm.console, "")
