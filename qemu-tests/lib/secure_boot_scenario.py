@@ -256,6 +256,7 @@ def step_tamper_boot(args, vars_path, expected):
                 vm.monitor("system_reset")
             else:
                 break
+        vm.sendline("")  # the prompt just seen is consumed: ask for a fresh one
         g.login("tamper boot, after the refusals")
         print(f"     tamper boot: shell after {time.monotonic() - t0:.0f} s, {resets} resets", flush=True)
         # The loader counts the try (renames the file) before it asks the firmware to load it.
