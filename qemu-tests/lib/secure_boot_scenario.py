@@ -16,10 +16,10 @@ qemu-tests/secureboot; run-vm --secure-boot, the variable store kept in --vars):
      (each with a higher generation than a and one try), and a Type #1 entry with another
      roothash= whose kernel is the UKI's own .linux (Debian-signed, not by our db). Boot:
      systemd-boot tries the three UKIs newest first, the firmware refuses each (one
-     "Error loading ...: Security Violation" each; systemd-boot 252 then returns to the
-     firmware, which finds nothing else to boot, and the test resets the machine as a
-     person or a watchdog would), each try is counted, and the fourth start boots v1 on a;
-     the Type #1 entry is never tried.
+     "Error loading ...: Access Denied" each; systemd-boot 252 then returns to the
+     firmware, which starts it once more and then finds nothing else to boot; the test
+     resets the machine as a person or a watchdog would), each try is counted, and then
+     v1 boots on a; the Type #1 entry is never tried.
 
     secure_boot_scenario.py DISK --vars FILE --bundles B.img --v2-bundle NAME
                             --v3-bundle NAME --other-key DIR [--arch A] [--log DIR]
