@@ -60,14 +60,14 @@ bool publish_slot(EspAccess& esp, BootControl& boot, layout::Slot s, const SlotR
   return true;
 }
 
-void install_systemd_boot(EspAccess& esp, const std::string& efi_binary, Arch arch) {
+void install_systemd_boot(EspAccess& esp, const std::string& efi_binary, Arch arch, bool uki) {
   with_context("installing systemd-boot from " + efi_binary, [&] {
     esp.mkdirs("/EFI/BOOT");
     esp.copy_in(efi_binary, "/EFI/BOOT/" + efi_fallback_name(arch));
     esp.mkdirs("/EFI/systemd");
     esp.copy_in(efi_binary, "/EFI/systemd/" + systemd_boot_name(arch));
     esp.mkdirs("/loader");
-    esp.write_atomic(kLoaderConf, loader_conf());
+    esp.write_atomic(kLoaderConf, loader_conf(uki));
   });
 }
 

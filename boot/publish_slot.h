@@ -41,7 +41,8 @@ bool publish_slot(EspAccess& esp, BootControl& boot, layout::Slot s, const SlotR
 
 // The boot loader itself, as the builder puts it on a new ESP: EFI_BINARY as the firmware's
 // fallback (/EFI/BOOT/BOOTX64.EFI, BOOTAA64.EFI) and as /EFI/systemd/systemd-boot*.efi, and
-// the loader.conf osup needs (boot/systemd_boot.h).
-void install_systemd_boot(EspAccess& esp, const std::string& efi_binary, Arch arch);
+// the loader.conf osup needs (boot/systemd_boot.h; `uki` for a disk of Type #2 entries).
+void install_systemd_boot(EspAccess& esp, const std::string& efi_binary, Arch arch,
+                          bool uki = false);
 
 }  // namespace osup

@@ -299,10 +299,12 @@ std::optional<std::string> simulate_systemd_boot(EspAccess& esp) {
   return next;
 }
 
-std::string loader_conf() {
-  return "# Written by osup: boot the osup entry with the highest version whose tries are\n"
-         "# not exhausted. Never pin one entry here: an exhausted pinned entry still boots.\n"
-         "default osup-*\n"
+std::string loader_conf(bool uki) {
+  return std::string(
+             "# Written by osup: boot the osup entry with the highest version whose tries are\n"
+             "# not exhausted. Never pin one entry here: an exhausted pinned entry still "
+             "boots.\n") +
+         (uki ? "default osup-*.efi\n" : "default osup-*\n") +
          "timeout 0\n"
          "editor no\n";
 }

@@ -59,7 +59,11 @@ struct LoaderEntry {
 std::optional<std::string> simulate_systemd_boot(EspAccess& esp);
 
 // The loader.conf osup needs: `default osup-*`, `timeout 0`. The builder writes it too.
-[[nodiscard]] std::string loader_conf();
+// With `uki` (a Secure Boot disk) the default is `osup-*.efi`: only Type #2 entries. A
+// Type #1 entry dropped on the ESP (sort-key osup, so sorted before every UKI) is then
+// never the default; under Secure Boot its kernel would fail to load, and 252 then returns
+// to the firmware instead of trying the next entry (boot.c efi_main), stopping the boot.
+[[nodiscard]] std::string loader_conf(bool uki = false);
 
 // Which slot an osup entry file belongs to ("osup-b+2-1.conf", "osup-a~1.conf"), or nullopt.
 [[nodiscard]] std::optional<layout::Slot> osup_entry_slot(const std::string& file);

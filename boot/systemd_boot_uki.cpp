@@ -106,7 +106,7 @@ void SystemdBootUki::install(layout::Slot s, const EntrySpec& spec) {
     esp_->mkdirs(kUkiDir);
     if (!esp_->exists(kLoaderConf)) {
       esp_->mkdirs("/loader");
-      esp_->write_atomic(kLoaderConf, loader_conf());
+      esp_->write_atomic(kLoaderConf, loader_conf(true));
     }
     // A new generation: the name is new, so the copy's final rename replaces nothing. The
     // new entry is whole before the slot's older ones go: the slot always has an entry.

@@ -353,10 +353,12 @@ void write_bundle(Build& b) {
 // The ESP with the loader and slot a published by the code `osup switch` uses later.
 void write_esp(const Build& b, const std::string& esp_img) {
   const std::shared_ptr<EspAccess> esp = create_esp_image(esp_img, b.spec.esp_size, b.seed);
-  if (auto loader = loader_for_esp(b)) install_systemd_boot(*esp, *loader, b.spec.arch);
   // The factory slot starts out good: it is the only slot, there is nothing to fall back to.
   // A Secure Boot image gets the signed UKI as a Type #2 entry instead of kernel and initrd.
   const std::string uki = signed_uki(b, 0);
+  if (auto loader = loader_for_esp(b))
+    install_systemd_boot(*esp, *loader, b.spec.arch, !uki.empty());
+  if (b.spec.secure_boot_enroll) install_enrollment_keys(*esp, *b.spec.secure_boot_enroll);
   auto boot = make_boot_control(uki.empty() ? "systemd-boot" : kSystemdBootUki, esp);
   if (publish_slot(
           *esp, *boot, layout::Slot::a,

@@ -19,6 +19,12 @@ struct SecureBootKey {
   std::string key, cert;
 };
 
+// Key enrollment by systemd-boot on the disk image's first boot (spec secure_boot.enroll).
+struct SecureBootEnroll {
+  std::string keys;             // a keygen --secure-boot directory: PK.auth, KEK.auth, db.auth
+  std::string mode = "manual";  // manual | force
+};
+
 // Checks that both files exist and are a PEM private key and an X.509 certificate that
 // belong together; throws naming `what` (the spec field) and the file.
 void check_secure_boot_key(const SecureBootKey& k, const std::string& what);

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/fd.h"
 #include "base/size.h"
 #include "builder/image/disk.h"
 
@@ -248,12 +249,39 @@ void parse_boot(const json& j, Spec& s) {
   }
 }
 
+// The enrollment keys must be the ones whose db trusts the signing certificate: keys from
+// another keygen run would be enrolled and then refuse the image's own loader.
+void parse_secure_boot_enroll(const json& sb, Spec& s) {
+  const json* e = member(sb, "enroll");
+  if (!e) return;
+  if (!e->is_object()) field_error("secure_boot.enroll", "expected an object, got " + e->dump());
+  check_keys(*e, "secure_boot.enroll", {"keys", "mode"});
+  SecureBootEnroll en;
+  const fs::path dir =
+      existing_path(s.spec_dir, get_string(*e, "keys", "secure_boot.enroll.keys", std::nullopt),
+                    "secure_boot.enroll.keys", true);
+  en.keys = dir.string();
+  en.mode = get_string(*e, "mode", "secure_boot.enroll.mode", "manual");
+  if (en.mode != "manual" && en.mode != "force")
+    field_error("secure_boot.enroll.mode", "'" + en.mode + "' is not a mode; use manual or force");
+  for (const char* f : {"PK.auth", "KEK.auth", "db.auth", "db.crt"})
+    if (!fs::is_regular_file(dir / f))
+      field_error("secure_boot.enroll.keys",
+                  "has no " + std::string(f) + " (looked for " + (dir / f).string() +
+                      "); name the output directory of osup-build keygen --secure-boot");
+  if (read_text_file(dir / "db.crt") != read_text_file(s.secure_boot->cert))
+    field_error("secure_boot.enroll.keys",
+                (dir / "db.crt").string() + " is not secure_boot.cert; the enrolled db would " +
+                    "refuse the image's loader. Use the keys the db key came from");
+  s.secure_boot_enroll = en;
+}
+
 // Paths are checked, and the key against the certificate, before any build work.
 void parse_secure_boot(const json& j, Spec& s) {
   const json* sb = member(j, "secure_boot");
   if (!sb) return;
   if (!sb->is_object()) field_error("secure_boot", "expected an object, got " + sb->dump());
-  check_keys(*sb, "secure_boot", {"key", "cert"});
+  check_keys(*sb, "secure_boot", {"key", "cert", "enroll"});
   SecureBootKey k;
   k.key = existing_path(s.spec_dir, get_string(*sb, "key", "secure_boot.key", std::nullopt),
                         "secure_boot.key", false);
@@ -261,6 +289,7 @@ void parse_secure_boot(const json& j, Spec& s) {
                          "secure_boot.cert", false);
   check_secure_boot_key(k, "field 'secure_boot'");
   s.secure_boot = k;
+  parse_secure_boot_enroll(*sb, s);
 }
 
 }  // namespace

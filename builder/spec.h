@@ -36,6 +36,11 @@
 //                 and certificate (PEM; osup-build keygen --secure-boot makes them). With it
 //                 the build also writes a signed UKI per slot and a signed systemd-boot
 //                 (builder/uki_stage.h); without it nothing changes.
+//                 "enroll": [none] {"keys": DIR (keygen --secure-boot's output: PK.auth,
+//                 KEK.auth, db.auth, and db.crt equal to "cert"), "mode": ["manual"]
+//                 manual|force}: the disk image's ESP carries the keys for systemd-boot's
+//                 `secure-boot-enroll` (force: enrolled unattended on the first boot in
+//                 setup mode; README "Secure Boot keys" has the trade-off).
 #pragma once
 
 #include <cstdint>
@@ -77,6 +82,7 @@ struct Spec {
   int tries = 3;
   BundleCompression bundle_compression = BundleCompression::automatic;
   std::optional<SecureBootKey> secure_boot;
+  std::optional<SecureBootEnroll> secure_boot_enroll;  // only with secure_boot
 };
 
 // Reads and validates the spec at PATH; errors start with "spec PATH: ".

@@ -5,6 +5,7 @@
 #include "base/error.h"
 #include "base/process.h"
 #include "boot/slot_boot.h"
+#include "boot/systemd_boot.h"
 #include "boot/uki.h"
 
 namespace fs = std::filesystem;
@@ -44,6 +45,16 @@ std::vector<std::string> write_signed_boot_files(const SecureBootKey& key, const
         fail(f + " does not verify with " + key.cert +
              " after signing; check the sbsigntool install");
     return out;
+  });
+}
+
+void install_enrollment_keys(EspAccess& esp, const SecureBootEnroll& e) {
+  with_context("secure_boot.enroll", [&] {
+    const std::string dir = std::string("/loader/keys/") + (e.mode == "force" ? "auto" : "osup");
+    esp.mkdirs(dir);
+    for (const char* var : {"PK", "KEK", "db"})
+      esp.copy_in(e.keys + "/" + var + ".auth", dir + "/" + var + ".auth");
+    esp.write_atomic(kLoaderConf, loader_conf(true) + "secure-boot-enroll " + e.mode + "\n");
   });
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/arch.h"
+#include "boot/esp_access.h"
 #include "builder/secure_boot.h"
 #include "format/manifest.h"
 
@@ -31,5 +32,12 @@ struct SignedBootInputs {
 // command line) and STEM-systemd-boot<arch>.efi (the loader, signed); returns their paths.
 std::vector<std::string> write_signed_boot_files(const SecureBootKey& key, const Manifest& m,
                                                  Arch arch, const SignedBootInputs& in);
+
+// Puts the enrollment files on the ESP as /loader/keys/NAME/{PK,KEK,db}.auth and adds
+// `secure-boot-enroll MODE` to loader.conf. systemd-boot 252 enrolls unattended ("force")
+// only from the directory named `auto` (boot.c), when the firmware is in setup mode, and
+// then resets the machine; "manual" (directory `osup`) only offers "Enroll Secure Boot
+// keys: osup" in its menu. In user mode neither does anything.
+void install_enrollment_keys(EspAccess& esp, const SecureBootEnroll& e);
 
 }  // namespace osup::build

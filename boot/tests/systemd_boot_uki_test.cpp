@@ -119,7 +119,7 @@ TEST_CASE("systemd-boot Type #2: switch and counting and rollback without renami
   sd.install(Slot::a, spec);
   CHECK(ukis(*esp) == "osup-1-a+3.efi ");
   CHECK(esp->read("/EFI/Linux/osup-1-a+3.efi") == read_text_file(e.dir / "uki-a"));
-  CHECK(esp->read(kLoaderConf) == loader_conf());
+  CHECK(esp->read(kLoaderConf) == loader_conf(true));
   CHECK(has_uki_entries(*esp));
   CHECK(make_boot_control("auto", e.esp)->name() == kSystemdBootUki);
   boot(Slot::a);
@@ -228,4 +228,29 @@ TEST_CASE("publish_slot with a UKI writes no kernel or initrd or Type #1 entry",
   CHECK_THROWS_WITH(publish_slot(*e.esp, sd, Slot::b, plain),
                     Contains("boots signed UKIs only (Secure Boot)"));
   CHECK_FALSE(e.esp->exists(p.manifest));
+}
+
+TEST_CASE("a Type #1 entry dropped on a UKI disk is never the default", "[unit]") {
+  // Someone with write access to the ESP adds an entry for a root of his choosing; with
+  // sort-key osup it sorts before every UKI. Under Secure Boot its kernel fails to load and
+  // systemd-boot 252 then gives up on all entries, so it must not be the one picked.
+  Esp e("mounted");
+  write_random_file(e.dir / "uki-a", 4096, 1);
+  write_random_file(e.dir / "vmlinuz", 4096, 2);
+  SystemdBootUki sd(e.esp);
+  sd.install(Slot::a, EntrySpec{"demo", "1.0", "", "", "", 3, e.dir / "uki-a"});
+  sd.mark_good(Slot::a);
+  CHECK_THAT(*e.esp->read(kLoaderConf), Contains("default osup-*.efi\n"));
+  e.esp->mkdirs("/evil");
+  e.esp->copy_in(e.dir / "vmlinuz", "/evil/vmlinuz");
+  e.esp->mkdirs(kEntriesDir);
+  e.esp->write_atomic(std::string(kEntriesDir) + "/osup-z.conf",
+                      "title evil\nsort-key osup\nversion 99\nlinux /evil/vmlinuz\n"
+                      "options roothash=" +
+                          std::string(64, 'e') + " osup.slot=a\n");
+  CHECK(systemd_boot_pick(*e.esp) == "osup-1-a.efi");
+  CHECK(sd.next_boot() == Slot::a);
+  // The Type #1 default would have picked it (what a disk built before this change has).
+  e.esp->write_atomic(kLoaderConf, loader_conf(false));
+  CHECK(systemd_boot_pick(*e.esp) == "osup-z.conf");
 }

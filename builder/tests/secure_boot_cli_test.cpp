@@ -52,8 +52,8 @@ TEST_CASE("image with secure_boot carries a signed UKI per slot in bundle and ma
                                  R"("},"disk":{"size":"320M","esp":"64M","slot":"64M"},
         "boot":{"cmdline":"console=ttyS0"})";
       write_spec(dir / "plain.json", common + "}");
-      write_spec(dir / "sb.json",
-                 common + R"(,"secure_boot":{"key":"sb/db.key","cert":"sb/db.crt"}})");
+      write_spec(dir / "sb.json", common + R"(,"secure_boot":{"key":"sb/db.key","cert":"sb/db.crt",
+        "enroll":{"keys":"sb","mode":"force"}}})");
       std::map<std::string, std::string> env = {{"SOURCE_DATE_EPOCH", "1700000000"}};
       REQUIRE(build(dir / "plain.json", key, dir / ("plain-" + a), env).exit_code == 0);
       const RunResult r = build(dir / "sb.json", key, dir / ("sb-" + a), env);
@@ -91,6 +91,12 @@ TEST_CASE("image with secure_boot carries a signed UKI per slot in bundle and ma
       CHECK_FALSE(esp->exists("/osup/a/initrd"));
       CHECK(esp->list("/loader/entries").empty());
       CHECK(esp->exists("/osup/a/manifest.json"));
+      // systemd-boot 252 enrolls unattended only from /loader/keys/auto.
+      for (const std::string var : {"PK", "KEK", "db"})
+        CHECK(esp->read("/loader/keys/auto/" + var + ".auth") ==
+              read_text_file(dir / ("sb/" + var + ".auth")));
+      CHECK_THAT(*esp->read("/loader/loader.conf"),
+                 Catch::Matchers::EndsWith("editor no\nsecure-boot-enroll force\n"));
       for (const std::string& f : {out + "-slot-a.efi", out + "-slot-b.efi",
                                    out + "-systemd-boot" + efi_arch_suffix(arch) + ".efi"}) {
         INFO(f);

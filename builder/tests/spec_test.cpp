@@ -295,3 +295,35 @@ TEST_CASE("spec: secure_boot takes a db key and its certificate, checked up fron
   CHECK_THAT(d.with("secure_boot", {{"key", "sb/db.key"}, {"cert", "sb/KEK.crt"}}),
              Contains("field 'secure_boot'") && Contains("does not belong to the certificate"));
 }
+
+TEST_CASE("spec: secure_boot.enroll names the keys whose db trusts the signing certificate",
+          "[unit]") {
+  SpecDir d;
+  (void)osup::build::make_secure_boot_keys(d.dir / "sb", "spec test");
+  (void)osup::build::make_secure_boot_keys(d.dir / "other", "other");
+  json j = d.minimal();
+  j["secure_boot"] = {{"key", "sb/db.key"}, {"cert", "sb/db.crt"}, {"enroll", {{"keys", "sb"}}}};
+  Spec s = d.parse(j);
+  REQUIRE(s.secure_boot_enroll);
+  CHECK(s.secure_boot_enroll->keys == d.dir / "sb");
+  CHECK(s.secure_boot_enroll->mode == "manual");
+  j["secure_boot"]["enroll"]["mode"] = "force";
+  CHECK(d.parse(j).secure_boot_enroll->mode == "force");
+  j["secure_boot"].erase("enroll");
+  CHECK_FALSE(d.parse(j).secure_boot_enroll);
+
+  using Catch::Matchers::Contains;
+  const auto with_enroll = [&](const json& e) {
+    json sb = {{"key", "sb/db.key"}, {"cert", "sb/db.crt"}, {"enroll", e}};
+    return d.with("secure_boot", sb);
+  };
+  CHECK_THAT(with_enroll({{"keys", "sb"}, {"mode", "auto"}}),
+             Contains("field 'secure_boot.enroll.mode': 'auto' is not a mode"));
+  CHECK_THAT(with_enroll({{"keys", "sb/db.auth"}}),
+             Contains("field 'secure_boot.enroll.keys'") && Contains("is not a directory"));
+  CHECK_THAT(with_enroll({{"keys", "sb/loader"}}),
+             Contains("field 'secure_boot.enroll.keys': has no PK.auth"));
+  CHECK_THAT(with_enroll({{"keys", "other"}}), Contains("other/db.crt is not secure_boot.cert"));
+  CHECK_THAT(with_enroll({{"keys", "sb"}, {"pk", "x"}}),
+             Contains("field 'secure_boot.enroll.pk': unknown field"));
+}

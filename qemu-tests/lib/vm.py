@@ -88,6 +88,8 @@ class VM:
         log_writes: Optional[Union[str, Path]] = None,
         display: Optional[str] = None,
         monitor_socket: Optional[Union[str, Path]] = None,
+        secure_boot: bool = False,
+        net: bool = True,
     ) -> None:
         self.image = Path(image)
         self.arch = arch
@@ -102,6 +104,8 @@ class VM:
         self.log_writes = Path(log_writes) if log_writes else None  # run-vm --log-writes
         self.display = display  # "std" or "virtio": a graphics card, seen through screendump()
         self.monitor_socket = Path(monitor_socket) if monitor_socket else None
+        self.secure_boot = secure_boot  # run-vm --secure-boot (firmware that enforces it)
+        self.net = net  # False: run-vm --no-net (no network boot attempts in the firmware either)
         self._proc: Optional[subprocess.Popen] = None
         self._buf = bytearray()
         self._pos = 0  # where the next expect() starts looking
@@ -132,6 +136,10 @@ class VM:
             cmd += ["--display", self.display]
         if self.monitor_socket:
             cmd += ["--monitor-socket", str(self.monitor_socket)]
+        if self.secure_boot:
+            cmd.append("--secure-boot")
+        if not self.net:
+            cmd.append("--no-net")
         return cmd
 
     def monitor(self, command: str, timeout: float = 60) -> str:
@@ -409,10 +417,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--timeout", type=float, default=900, help="seconds for the boot to reach a shell")
     p.add_argument("--run", action="append", default=[], help="command to run (repeatable)")
     p.add_argument("--echo", action="store_true", help="copy the console to stderr")
+    p.add_argument("--secure-boot", action="store_true", help="firmware that enforces Secure Boot (run-vm)")
+    p.add_argument("--vars", help="keep the UEFI variable store in this file (run-vm --vars)")
     a = p.parse_args(argv)
     rc = 0
     with VM(a.image, arch=a.arch, extra_disks=a.extra_disk, log_path=a.serial_log, echo=a.echo,
-            host_ports=a.host_port) as vm:
+            host_ports=a.host_port, secure_boot=a.secure_boot, vars_path=a.vars) as vm:
         vm.wait_for_login(a.timeout)
         for c in a.run:
             out, status = vm.run(c)

@@ -152,7 +152,8 @@ TestKey make_key(const std::string& dir, const std::string& type) {
 
 TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string& version,
                            const TestKey& key, const std::string& name,
-                           const std::vector<std::string>& extra_args, const std::string& out) {
+                           const std::vector<std::string>& extra_args, const std::string& out,
+                           const std::string& secure_boot) {
   const std::string root = dir + "/rootfs-" + arch_name(arch);
   if (!fs::exists(root)) make_busybox_rootfs(arch, root, true);
   const std::string spec = dir + "/" + name + "-" + arch_name(arch) + ".json";
@@ -162,7 +163,11 @@ TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string&
                       << arch_name(arch) << R"("},
     "filesystem": {"type": "erofs", "compression": "lz4hc"},
     "disk": {"size": "320M", "esp": "64M", "slot": "64M"},
-    "boot": {"cmdline": "console=ttyS0", "tries": 3}})";
+    "boot": {"cmdline": "console=ttyS0", "tries": 3})";
+  if (!secure_boot.empty())
+    std::ofstream(spec, std::ios::app) << R"(, "secure_boot": {"key": ")" << secure_boot
+                                       << R"(/db.key", "cert": ")" << secure_boot << R"(/db.crt"})";
+  std::ofstream(spec, std::ios::app) << "}";
   std::vector<std::string> argv = {osup_build_exe(), "image", spec,           "--key",
                                    key.private_key,  "--out", dir + "/" + out};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());

@@ -65,11 +65,12 @@ TestKey make_key(const std::string& dir, const std::string& type = "ed25519");
 
 // Builds a tiny busybox image with the real osup-build CLI: spec, rootfs and outputs live
 // under DIR (outputs in DIR/OUT). Throws with osup-build's stderr on failure. extra_args go
-// to `osup-build image` (e.g. --bundle-compression none).
+// to `osup-build image` (e.g. --bundle-compression none). With secure_boot (a directory
+// of `keygen --secure-boot`), the spec signs with its db key: signed UKIs, Type #2 entries.
 TestImage build_tiny_image(const std::string& dir, Arch arch, const std::string& version,
                            const TestKey& key, const std::string& name = "tiny",
                            const std::vector<std::string>& extra_args = {},
-                           const std::string& out = "out");
+                           const std::string& out = "out", const std::string& secure_boot = "");
 
 // The command line of the real osup working offline on DISK, trusting KEY, without
 // progress output: osup --disk DISK --keys DIR --progress none [--booted S] GLOBALS...

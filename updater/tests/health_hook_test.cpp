@@ -10,6 +10,8 @@
 #include "base/fd.h"
 #include "boot/esp_access.h"
 #include "boot/grub_env.h"
+#include "boot/systemd_boot.h"
+#include "boot/systemd_boot_uki.h"
 #include "format/gpt.h"
 #include "tests/support/test_support.h"
 
@@ -19,7 +21,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* const kLoaders[] = {"grub", "systemd-boot"};
+// systemd-boot-uki: a Secure Boot image, its slots signed UKIs (Type #2 entries).
+const char* const kLoaders[] = {"grub", "systemd-boot", "systemd-boot-uki"};
 
 struct HookRun {
   RunResult result;
@@ -32,15 +35,24 @@ struct Rig {
   test::TempDir dir;
   test::TestKey key = test::make_key(dir / "key");
   std::string loader;
+  std::string sb;  // the Secure Boot keys of a systemd-boot-uki rig
   test::TestImage v1;
-  explicit Rig(std::string l)
-      : loader(std::move(l)), v1(test::build_tiny_image(dir.path(), Arch::x86_64, "1.0.0", key)) {
+  explicit Rig(std::string l) : loader(std::move(l)), sb(secure_boot_keys()), v1(build("1.0.0")) {
     // Stand-ins for what the running system provides: a reboot that only leaves a trace,
     // and osup-health-check's list of failed checks (hook() writes the kernel command line).
     atomic_write_file(dir / "reboot", "#!/bin/sh\necho \"reboot $*\" >>'" + dir / "reboots" + "'\n",
                       0755);
     fs::create_directories(dir / "run");
     atomic_write_file(dir / "run/health-failed", " 10-data-partition 50-app\n");
+  }
+
+  std::string secure_boot_keys() const {
+    if (loader != kSystemdBootUki) return "";
+    run_checked({test::osup_build_exe(), "keygen", "--secure-boot", "--out", dir / "sb"});
+    return dir / "sb";
+  }
+  test::TestImage build(const std::string& version) const {
+    return test::build_tiny_image(dir.path(), Arch::x86_64, version, key, "tiny", {}, "out", sb);
   }
 
   // osup on the image with this rig's boot loader; what the hook gets as its osup command.
@@ -69,6 +81,7 @@ struct Rig {
     out += "grubenv.1=" + e->read("/grub/grubenv.1").value_or("(none)") + "\n";
     for (const std::string& f : e->list("/loader/entries"))
       out += f + "=" + e->read("/loader/entries/" + f).value_or("") + "\n";
+    for (const std::string& f : e->list("/EFI/Linux")) out += f + "\n";  // Type #2 names
     return out;
   }
   // One boot as the loader performs it (it spends a try of a trying slot); returns the slot.
@@ -80,6 +93,10 @@ struct Rig {
       return std::string(1, layout::slot_char(*slot));
     }
     std::string slot = status()["next_boot"];
+    if (loader == kSystemdBootUki) {  // the loader's own counting, modelled in boot/
+      REQUIRE(simulate_systemd_boot(*e));
+      return slot;
+    }
     const std::regex counted("osup-" + slot + "\\+(\\d+)(?:-(\\d+))?\\.conf");
     for (const std::string& f : e->list("/loader/entries")) {
       std::smatch m;
@@ -93,8 +110,7 @@ struct Rig {
     return slot;
   }
   RunResult switch_to(const std::string& version, const std::string& booted) {
-    return osup({"switch", test::build_tiny_image(dir.path(), Arch::x86_64, version, key).bundle},
-                booted);
+    return osup({"switch", build(version).bundle}, booted);
   }
   // Slot b gets v2 through `osup switch`, boots and is marked good: the running good slot.
   // (The factory image has no GRUB environment yet, so slot a is not a GRUB slot.)
@@ -151,8 +167,10 @@ std::string failed(const std::string& slot) {
 
 }  // namespace
 
-TEST_CASE("health hook: a failed trial boot is marked bad and rebooted, GRUB and systemd-boot",
-          "[integration]") {
+TEST_CASE(
+    "health hook: a failed trial boot is marked bad and rebooted, GRUB and systemd-boot, "
+    "Type #1 and UKI",
+    "[integration]") {
   for (const char* loader : kLoaders) {
     DYNAMIC_SECTION(loader) {
       Rig rig(loader);
