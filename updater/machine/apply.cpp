@@ -1,6 +1,7 @@
 #include "updater/machine/apply.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "base/error.h"
@@ -38,9 +39,14 @@ Plan plan_machine(const MachineConfig& config, const MachineState& recorded,
     if (MachineBackend* b = backend_for(backends, k))
       seen[k] = with_context("looking at the " + to_string(k) + "s", [&] { return b->observe(k); });
   Plan plan = make_plan(desired, recorded, seen);
-  for (const Step& s : plan.steps)
-    if (s.action != Action::unchanged && !backend_for(backends, s.resource.kind))
-      fail(no_backend(s.resource.kind));
+  std::map<MachineBackend*, std::vector<Resource>> to_make;
+  for (const Step& s : plan.steps) {
+    if (s.action == Action::unchanged) continue;
+    MachineBackend* b = backend_for(backends, s.resource.kind);
+    if (!b) fail(no_backend(s.resource.kind));
+    if (s.action != Action::remove) to_make[b].push_back(s.resource);
+  }
+  for (const auto& [b, resources] : to_make) b->check(resources, config);
   return plan;
 }
 

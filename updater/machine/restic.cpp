@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/process.h"
+#include "updater/machine/disk_full.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -52,6 +53,10 @@ RunResult restic(const DataSection& data, std::vector<std::string> args, const R
          (data.password_file ? "the file " + *data.password_file
                              : "the environment variable " + *data.password_env) +
          "); is it the repository's password?");
+  if (says_disk_full(r.err))
+    fail(where + ": restic " + args[1] +
+         " ran out of disk space (no space left on device); free space on the repository's "
+         "disk (a restore: on the data partition) and run it again");
   if (no_repository(r))
     fail(where + " does not exist; check data.repository (osup data backup creates it)");
   std::string detail = last_line(r.err);

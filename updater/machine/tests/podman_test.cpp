@@ -129,6 +129,25 @@ TEST_CASE("osup apply runs podman containers that reach each other by name", "[i
   CHECK(again.exit_code == 0);
   CHECK_THAT(again.out, Contains("nothing to do"));
 
+  // osup export (seeing only podman) describes both containers; applying that changes nothing.
+  const std::string tools = box.dir / "tools";
+  fs::create_directories(tools);
+  fs::create_symlink(*find_tool("podman"), tools + "/podman");
+  RunOptions only_podman;
+  only_podman.env = {{"OSUP_TOOL_PATH", tools}};
+  const RunResult exported = test::run_cmd(
+      {test::osup_exe(), "export", "--output", box.dir / "exported.json", "--file", m.file,
+       "--update-conf", box.dir / "none.conf"},
+      only_podman);
+  INFO(exported.err);
+  REQUIRE(exported.exit_code == 0);
+  CHECK_THAT(exported.err, Contains("2 container(s)"));
+  const nlohmann::json ex = nlohmann::json::parse(test::run_cmd({"cat", box.dir / "exported.json"}).out);
+  CHECK(ex["containers"]["web"]["mounts"][0]["host"] == www);
+  CHECK(ex["containers"]["client"]["command"][1] == "sleep");
+  const RunResult round = m.apply(ex.dump(), {"--dry-run"});
+  CHECK_THAT(round.out, Contains("nothing to do"));
+
   // One more mount for web: web is recreated with it, client is left as it was.
   const std::string logs = box.dir / "logs";
   const RunResult changed = m.apply(machine_file(
