@@ -48,7 +48,8 @@ ApplyStamp read_stamp(const std::string& path) {
 
 void write_stamp(const std::string& path, const ApplyStamp& stamp) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  atomic_write_file(path, json({{"file_sha256", stamp.file_sha256}, {"os", stamp.os}}).dump() + "\n");
+  atomic_write_file(path,
+                    json({{"file_sha256", stamp.file_sha256}, {"os", stamp.os}}).dump() + "\n");
 }
 
 }  // namespace osup::machine

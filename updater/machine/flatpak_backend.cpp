@@ -26,7 +26,8 @@ RunResult try_flatpak(const std::string& sub, const std::vector<std::string>& ar
 RunResult flatpak(const std::string& sub, const std::vector<std::string>& args) {
   RunResult r = try_flatpak(sub, args);
   if (r.exit_code != 0 && says_disk_full(r.err + r.out))
-    fail("flatpak " + sub + " ran out of disk space (no space left on device); free space for "
+    fail("flatpak " + sub +
+         " ran out of disk space (no space left on device); free space for "
          "the Flatpak installation (/var/lib/flatpak, the data partition) and run osup apply "
          "again");
   if (r.exit_code != 0)
@@ -131,7 +132,8 @@ std::vector<ConfiguredRemote> FlatpakBackend::remotes() const {
 
 std::vector<InstalledFlatpak> FlatpakBackend::apps() const {
   std::vector<InstalledFlatpak> out;
-  for (const auto& row : rows(flatpak("list", {"--app", "--columns=application,branch,origin"}).out)) {
+  for (const auto& row :
+       rows(flatpak("list", {"--app", "--columns=application,branch,origin"}).out)) {
     if (row.size() < 3) continue;
     InstalledFlatpak a{row[0], row[1], row[2], "", {}};
     a.commit = last_line(flatpak("info", {"--show-commit", a.id + "//" + a.branch}).out);
@@ -144,7 +146,8 @@ std::vector<InstalledFlatpak> FlatpakBackend::apps() const {
 std::map<std::string, std::string> FlatpakBackend::observe(Kind kind) {
   std::map<std::string, std::string> out;
   if (kind == Kind::remote) {
-    for (const ConfiguredRemote& r : remotes()) out[r.name] = remote_fingerprint(r.url, r.gpg_verify);
+    for (const ConfiguredRemote& r : remotes())
+      out[r.name] = remote_fingerprint(r.url, r.gpg_verify);
     return out;
   }
   const std::vector<InstalledFlatpak> installed = apps();
@@ -220,9 +223,9 @@ void FlatpakBackend::check(const std::vector<Resource>& to_make, const MachineCo
     std::vector<std::string> args = remote_args(rem);
     args.insert(args.end(), {name, rem.url});
     const RunResult added = try_flatpak("remote-add", args, env);
-    const RunResult listed =
-        added.exit_code != 0 ? added
-                             : try_flatpak("remote-ls", {"--all", "--columns=ref", name}, env);
+    const RunResult listed = added.exit_code != 0
+                                 ? added
+                                 : try_flatpak("remote-ls", {"--all", "--columns=ref", name}, env);
     if (listed.exit_code != 0)
       fail(what + " cannot be read: " + last_line(listed.err) +
            "; check its url in the file and the network");

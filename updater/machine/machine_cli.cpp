@@ -5,12 +5,12 @@
 
 #include "base/cli_args.h"
 #include "base/error.h"
+#include "base/fd.h"
+#include "base/process.h"
 #include "base/size.h"
 #include "updater/lock.h"
 #include "updater/machine/apply.h"
 #include "updater/machine/apply_stamp.h"
-#include "base/fd.h"
-#include "base/process.h"
 #include "updater/machine/flatpak_backend.h"
 #include "updater/machine/machine_config_json.h"
 #include "updater/machine/machine_export.h"
@@ -91,20 +91,18 @@ int cmd_export(const std::vector<std::string>& args) {
   if (find_tool("podman")) podman.emplace(PodmanOptions{});
   if (find_tool("flatpak")) flatpak.emplace(nullptr);
   std::vector<std::string> notes;
-  const MachineConfig config =
-      export_machine(podman ? &*podman : nullptr, flatpak ? &*flatpak : nullptr,
-                     {a.value_or("file", kDefaultMachineFile),
-                      a.value_or("update-conf", kUpdateConfigPath)},
-                     notes);
+  const MachineConfig config = export_machine(
+      podman ? &*podman : nullptr, flatpak ? &*flatpak : nullptr,
+      {a.value_or("file", kDefaultMachineFile), a.value_or("update-conf", kUpdateConfigPath)},
+      notes);
   const std::string text = machine_config_json(config).dump(2) + "\n";
   // What is written must read back: a machine file osup apply takes.
   (void)parse_machine_config(text, "the exported machine file");
   if (const auto out = a.value("output")) atomic_write_file(*out, text, 0600);
   if (a.flag("json")) {
-    std::printf("%s\n",
-                nlohmann::json({{"machine", machine_config_json(config)}, {"notes", notes}})
-                    .dump(2)
-                    .c_str());
+    std::printf("%s\n", nlohmann::json({{"machine", machine_config_json(config)}, {"notes", notes}})
+                            .dump(2)
+                            .c_str());
     return 0;
   }
   for (const std::string& n : notes) std::fprintf(stderr, "osup: note: %s\n", n.c_str());
@@ -186,7 +184,7 @@ int cmd_data(const std::vector<std::string>& args, ProgressMode progress) {
     const std::string file = a.value_or("file", kDefaultMachineFile);
     const bool yes = std::filesystem::exists(file) && read_machine_config(file).data;
     std::printf("%s\n", yes ? "data backup is configured"
-                             : (file + " has no data section: no backup configured").c_str());
+                            : (file + " has no data section: no backup configured").c_str());
     return yes ? 0 : 1;
   }
   if (args.empty() || (args[0] != "backup" && args[0] != "restore"))

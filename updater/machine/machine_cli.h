@@ -1,4 +1,5 @@
-// `osup apply FILE [--dry-run] [--json]`, `osup export` and `osup data backup|restore` (docs/machine.md).
+// `osup apply FILE [--dry-run] [--json]`, `osup export` and `osup data backup|restore`
+// (docs/machine.md).
 #pragma once
 
 #include <string>

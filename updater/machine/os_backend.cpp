@@ -47,9 +47,8 @@ std::string with_os_section(const std::string& text, const OsSection& os) {
 std::map<std::string, std::string> OsBackend::observe(Kind /*kind*/) {
   const UpdateConfig now = read_update_config(path_);
   const std::string fp = os_fingerprint(now.channel.value_or(""), now.ca.value_or(""));
-  const bool as_wanted =
-      desired_ && desired_->os &&
-      fp == os_fingerprint(desired_->os->channel, desired_->os->ca.value_or(""));
+  const bool as_wanted = desired_ && desired_->os &&
+                         fp == os_fingerprint(desired_->os->channel, desired_->os->ca.value_or(""));
   // Not as wanted: not there (an add), unless the file no longer has an os section.
   if (as_wanted || !(desired_ && desired_->os)) return {{kOsResourceName, fp}};
   return {};

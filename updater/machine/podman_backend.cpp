@@ -23,7 +23,8 @@ RunResult podman(std::vector<std::string> args) {
   args.insert(args.begin(), "podman");
   RunResult r = run(args);
   if (r.exit_code != 0 && says_disk_full(r.err))
-    fail("podman " + args[1] + " ran out of disk space (no space left on device); free space "
+    fail("podman " + args[1] +
+         " ran out of disk space (no space left on device); free space "
          "for podman's storage (/var/lib/containers, the data partition) and run osup apply "
          "again");
   if (r.exit_code != 0)
@@ -77,9 +78,11 @@ bool systemd_running() { return fs::exists("/run/systemd/system"); }
 
 std::vector<std::string> podman_create_args(const std::string& name, const Container& c,
                                             const std::string& fingerprint) {
-  std::vector<std::string> a = {"--name",     name,      "--network",
-                                kNetworkName, "--label", std::string(kLabel) + "=" + fingerprint,
-                                "--label",    std::string(kSpecLabel) + "=" + container_json(c).dump()};
+  std::vector<std::string> a = {
+      "--name",    name,
+      "--network", kNetworkName,
+      "--label",   std::string(kLabel) + "=" + fingerprint,
+      "--label",   std::string(kSpecLabel) + "=" + container_json(c).dump()};
   for (const Mount& m : c.mounts)
     a.insert(a.end(), {"--volume", m.host + ":" + m.container + (m.read_only ? ":ro" : "")});
   for (const Port& p : c.ports)

@@ -33,7 +33,8 @@ class PodmanBackend : public MachineBackend {
 
   // The containers osup made, each as the machine file describes it (from its labels);
   // ones it cannot describe are named in NOTES.
-  [[nodiscard]] std::map<std::string, Container> exported_containers(std::vector<std::string>& notes);
+  [[nodiscard]] std::map<std::string, Container> exported_containers(
+      std::vector<std::string>& notes);
 
   // The unit file that starts container NAME at boot.
   [[nodiscard]] std::string unit_path(const std::string& name) const;

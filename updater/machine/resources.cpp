@@ -92,8 +92,8 @@ std::string flatpak_fingerprint(const std::string& remote, const std::string& br
 std::vector<Resource> desired_resources(const MachineConfig& config) {
   std::vector<Resource> out;
   if (config.os)
-    out.push_back(
-        {Kind::os, kOsResourceName, os_fingerprint(config.os->channel, config.os->ca.value_or(""))});
+    out.push_back({Kind::os, kOsResourceName,
+                   os_fingerprint(config.os->channel, config.os->ca.value_or(""))});
   for (const auto& [name, r] : config.remotes)
     out.push_back({Kind::remote, name, remote_fingerprint(r.url, r.gpg_verify)});
   for (const auto& [id, a] : config.flatpaks)

@@ -51,8 +51,8 @@ TEST_CASE("the os section sets channel and ca in update.conf and keeps the rest"
       with_os_section(after, OsSection{"https://new.example.com/stable/", "/etc/osup/ca.pem"});
   CHECK(with_ca ==
         "# mine\nchannel = https://new.example.com/stable/\ntimer = on\nca = /etc/osup/ca.pem\n");
-  CHECK(with_os_section(with_ca, OsSection{"https://new.example.com/stable/", "/etc/osup/ca.pem"}) ==
-        with_ca);
+  CHECK(with_os_section(
+            with_ca, OsSection{"https://new.example.com/stable/", "/etc/osup/ca.pem"}) == with_ca);
   const UpdateConfig c = parse_update_config(with_ca, "update.conf");
   CHECK(c.timer);
   CHECK(c.ca == "/etc/osup/ca.pem");

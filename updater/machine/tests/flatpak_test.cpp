@@ -38,14 +38,13 @@ std::string export_app(const fs::path& work, const fs::path& repo, const std::st
   const fs::path app = work / name;
   fs::remove_all(app);
   write_file(app / "files/bin/hello", "#!/usr/bin/sh\necho " + greeting + "\n", fs::perms(0755));
-  write_file(app / "metadata", "[Application]\nname=" + name +
-                                   "\nruntime=org.osuptest.Platform/" + host_flatpak_arch() +
-                                   "/1\ncommand=hello\n");
+  write_file(app / "metadata", "[Application]\nname=" + name + "\nruntime=org.osuptest.Platform/" +
+                                   host_flatpak_arch() + "/1\ncommand=hello\n");
   run_checked({"flatpak", "build-finish", app});
   run_checked({"flatpak", "build-export", repo, app, "stable"});
   run_checked({"flatpak", "build-update-repo", repo});
-  return last_line(run_checked({"cat", repo / ("refs/heads/app/" + name + "/" + host_flatpak_arch() +
-                                               "/stable")})
+  return last_line(run_checked({"cat", repo / ("refs/heads/app/" + name + "/" +
+                                               host_flatpak_arch() + "/stable")})
                        .out);
 }
 
@@ -82,9 +81,10 @@ struct FlatpakSandbox {
 
   RunResult apply(const std::string& json_text, const std::vector<std::string>& extra = {}) {
     std::ofstream(dir / "machine.json") << json_text;
-    std::vector<std::string> argv = {test::osup_exe(), "apply",       dir / "machine.json",
-                                     "--state",        dir / "state.json", "--unit-dir",
-                                     dir / "units",    "--update-conf",    dir / "update.conf"};
+    std::vector<std::string> argv = {
+        test::osup_exe(),   "apply",      dir / "machine.json", "--state",
+        dir / "state.json", "--unit-dir", dir / "units",        "--update-conf",
+        dir / "update.conf"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return test::run_cmd(argv);
   }
@@ -92,7 +92,8 @@ struct FlatpakSandbox {
   [[nodiscard]] RunResult export_json() const {
     const fs::path tools = dir / "tools";
     fs::create_directories(tools);
-    if (!fs::exists(tools / "flatpak")) fs::create_symlink(*find_tool("flatpak"), tools / "flatpak");
+    if (!fs::exists(tools / "flatpak"))
+      fs::create_symlink(*find_tool("flatpak"), tools / "flatpak");
     RunOptions o;
     o.env = {{"OSUP_TOOL_PATH", tools.string()}};
     return test::run_cmd({test::osup_exe(), "export", "--json", "--file", dir / "none.json",
@@ -104,10 +105,10 @@ struct FlatpakSandbox {
   [[nodiscard]] std::string file(const std::string& commit, const std::string& permissions,
                                  const std::string& extra_apps = "",
                                  const std::string& extra_remotes = "") const {
-    return R"({ "format": 1, "os": { "channel": "https://updates.example.com/stable/" }, "apps": { "remotes": { "test": { "url": "file://)" + repo.string() +
-           R"(", "gpg_verify": false } )" + extra_remotes + R"( }, "flatpaks": { ")" + kApp +
-           R"(": { "remote": "test", "commit": ")" + commit + R"(", "permissions": )" +
-           permissions + " } " + extra_apps + " } } }";
+    return R"({ "format": 1, "os": { "channel": "https://updates.example.com/stable/" }, "apps": { "remotes": { "test": { "url": "file://)" +
+           repo.string() + R"(", "gpg_verify": false } )" + extra_remotes +
+           R"( }, "flatpaks": { ")" + kApp + R"(": { "remote": "test", "commit": ")" + commit +
+           R"(", "permissions": )" + permissions + " } " + extra_apps + " } } }";
   }
 };
 
@@ -170,23 +171,23 @@ TEST_CASE("osup apply installs Flatpak apps pinned to a commit, then updates the
   CHECK_THAT(round.out, Contains("nothing to do"));
 
   // An app the remote lacks and an unreachable remote: one line each, nothing changed.
-  const RunResult unknown = box.apply(
-      box.file(box.v1, perms2, R"(, "org.osuptest.Nope": { "remote": "test" })"));
+  const RunResult unknown =
+      box.apply(box.file(box.v1, perms2, R"(, "org.osuptest.Nope": { "remote": "test" })"));
   CHECK(unknown.exit_code == 1);
   CHECK_THAT(unknown.err, Contains("flatpak app 'org.osuptest.Nope': remote 'test' has no "
                                    "app/org.osuptest.Nope/"));
   CHECK(box.commit() == box.v2);  // the pin change in the same file did not run either
-  const RunResult unreachable = box.apply(
-      box.file(box.v2, perms2, R"(, "org.osuptest.Other": { "remote": "far" })",
-               R"(, "far": { "url": "http://127.0.0.1:9/repo/", "gpg_verify": false })"));
+  const RunResult unreachable =
+      box.apply(box.file(box.v2, perms2, R"(, "org.osuptest.Other": { "remote": "far" })",
+                         R"(, "far": { "url": "http://127.0.0.1:9/repo/", "gpg_verify": false })"));
   CHECK(unreachable.exit_code == 1);
   CHECK_THAT(unreachable.err, Contains("flatpak remote 'far' (http://127.0.0.1:9/repo/) cannot "
                                        "be read"));
   CHECK_THAT(box.flatpak({"remotes", "--system"}), !Contains("far"));
 
   // An app and a remote the user added by hand stay when the file drops everything.
-  (void)box.flatpak({"remote-add", "--system", "--no-gpg-verify", "mine",
-                     "file://" + box.repo.string()});
+  (void)box.flatpak(
+      {"remote-add", "--system", "--no-gpg-verify", "mine", "file://" + box.repo.string()});
   (void)box.flatpak(
       {"install", "--system", "-y", "--noninteractive", "mine", "org.osuptest.Other//stable"});
   const RunResult none = box.apply(R"({ "format": 1 })");

@@ -135,14 +135,15 @@ TEST_CASE("osup apply runs podman containers that reach each other by name", "[i
   fs::create_symlink(*find_tool("podman"), tools + "/podman");
   RunOptions only_podman;
   only_podman.env = {{"OSUP_TOOL_PATH", tools}};
-  const RunResult exported = test::run_cmd(
-      {test::osup_exe(), "export", "--output", box.dir / "exported.json", "--file", m.file,
-       "--update-conf", box.dir / "none.conf"},
-      only_podman);
+  const RunResult exported =
+      test::run_cmd({test::osup_exe(), "export", "--output", box.dir / "exported.json", "--file",
+                     m.file, "--update-conf", box.dir / "none.conf"},
+                    only_podman);
   INFO(exported.err);
   REQUIRE(exported.exit_code == 0);
   CHECK_THAT(exported.err, Contains("2 container(s)"));
-  const nlohmann::json ex = nlohmann::json::parse(test::run_cmd({"cat", box.dir / "exported.json"}).out);
+  const nlohmann::json ex =
+      nlohmann::json::parse(test::run_cmd({"cat", box.dir / "exported.json"}).out);
   CHECK(ex["containers"]["web"]["mounts"][0]["host"] == www);
   CHECK(ex["containers"]["client"]["command"][1] == "sleep");
   const RunResult round = m.apply(ex.dump(), {"--dry-run"});
