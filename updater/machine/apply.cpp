@@ -19,8 +19,8 @@ MachineBackend* backend_for(const Backends& backends, Kind kind) {
 
 std::string no_backend(Kind kind) {
   if (kind == Kind::remote || kind == Kind::flatpak)
-    return "Flatpak apps (apps section) are not supported by this osup yet; remove the apps "
-           "section to apply the rest";
+    return "nothing here installs Flatpak apps (apps section); remove the apps section to "
+           "apply the rest";
   return "nothing in this osup installs a " + to_string(kind);
 }
 

@@ -1,5 +1,6 @@
 #include "updater/machine/flatpak_backend.h"
 
+#include <cstdio>
 #include <set>
 #include <sstream>
 
@@ -20,6 +21,7 @@ RunResult try_flatpak(const std::string& sub, const std::vector<std::string>& ar
   argv.insert(argv.end(), args.begin(), args.end());
   RunOptions o;
   o.env = env;
+  o.stdin_data = "";  // never a question on the terminal (remote-delete asks one)
   return run(argv, o);
 }
 
@@ -198,15 +200,33 @@ void FlatpakBackend::update(const Resource& r, const MachineConfig& config) {
 
 void FlatpakBackend::remove(Kind kind, const std::string& name) {
   if (kind == Kind::remote) {
-    for (const ConfiguredRemote& r : remotes())
-      if (r.name == name) flatpak("remote-delete", {name});
+    remove_remote(name);
     return;
   }
-  // Every installed branch of the app osup installed; runtimes stay (`flatpak uninstall
-  // --unused` would also take ones the user installed).
+  // Every installed branch of the app osup installed; its runtime goes with its remote.
   for (const InstalledFlatpak& a : apps())
     if (a.id == name) flatpak("uninstall", {"-y", "--noninteractive", a.id + "//" + a.branch});
   flatpak("override", {"--reset", name});
+}
+
+void FlatpakBackend::remove_remote(const std::string& name) {
+  bool configured = false;
+  for (const ConfiguredRemote& r : remotes()) configured = configured || r.name == name;
+  if (!configured) return;
+  // The runtimes that came from it, unless an app still needs one (flatpak refuses then).
+  for (const auto& row : rows(flatpak("list", {"--runtime", "--columns=ref,origin"}).out))
+    if (row.size() == 2 && row[1] == name)
+      (void)try_flatpak("uninstall", {"-y", "--noninteractive", "runtime/" + row[0]});
+  const RunResult r = try_flatpak("remote-delete", {name});
+  if (r.exit_code == 0) return;
+  if (r.err.find("installed refs") == std::string::npos)
+    fail("flatpak remote-delete failed (exit " + std::to_string(r.exit_code) +
+         "): " + last_line(r.err));
+  // Apps osup did not install still come from it: it stays, and osup forgets it.
+  std::fprintf(stderr,
+               "osup: kept flatpak remote '%s': apps osup did not install still use what came "
+               "from it\n",
+               name.c_str());
 }
 
 void FlatpakBackend::check(const std::vector<Resource>& to_make, const MachineConfig& config) {

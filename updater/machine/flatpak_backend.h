@@ -38,6 +38,7 @@ class FlatpakBackend : public MachineBackend {
   [[nodiscard]] std::vector<InstalledFlatpak> apps() const;
 
  private:
+  void remove_remote(const std::string& name);
   const MachineConfig* desired_;
 };
 

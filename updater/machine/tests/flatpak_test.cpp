@@ -185,17 +185,25 @@ TEST_CASE("osup apply installs Flatpak apps pinned to a commit, then updates the
                                        "be read"));
   CHECK_THAT(box.flatpak({"remotes", "--system"}), !Contains("far"));
 
-  // An app and a remote the user added by hand stay when the file drops everything.
-  (void)box.flatpak(
-      {"remote-add", "--system", "--no-gpg-verify", "mine", "file://" + box.repo.string()});
-  (void)box.flatpak(
-      {"install", "--system", "-y", "--noninteractive", "mine", "org.osuptest.Other//stable"});
+  // The file drops everything: the app, its runtime and the remote go.
   const RunResult none = box.apply(R"({ "format": 1 })");
   INFO(none.err);
   REQUIRE(none.exit_code == 0);
   CHECK_THAT(none.out, Contains("- flatpak org.osuptest.Hello") && Contains("- remote test"));
-  const std::string left = box.flatpak({"list", "--system", "--app", "--columns=application"});
-  CHECK(left == "org.osuptest.Other\n");
+  CHECK(box.flatpak({"list", "--system", "--columns=ref"}).empty());
+  CHECK(box.flatpak({"remotes", "--system"}).empty());
+
+  // An app and a remote the user added by hand stay when osup removes its own.
+  (void)box.flatpak(
+      {"remote-add", "--system", "--no-gpg-verify", "mine", "file://" + box.repo.string()});
+  (void)box.flatpak(
+      {"install", "--system", "-y", "--noninteractive", "mine", "org.osuptest.Other//stable"});
+  REQUIRE(box.apply(box.file(box.v1, perms)).exit_code == 0);
+  const RunResult again_none = box.apply(R"({ "format": 1 })");
+  INFO(again_none.err);
+  REQUIRE(again_none.exit_code == 0);
+  const std::string left = box.flatpak({"list", "--system", "--columns=application"});
+  CHECK(left == "org.osuptest.Other\norg.osuptest.Platform\n");
   CHECK_THAT(box.flatpak({"remotes", "--system"}), Contains("mine") && !Contains("test"));
 }
 
