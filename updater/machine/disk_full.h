@@ -12,7 +12,9 @@ namespace osup::machine {
 [[nodiscard]] inline bool says_disk_full(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return text.find("no space left on device") != std::string::npos;
+  // flatpak checks before it writes: "Not enough disk space to complete this operation".
+  return text.find("no space left on device") != std::string::npos ||
+         text.find("not enough disk space") != std::string::npos;
 }
 
 }  // namespace osup::machine

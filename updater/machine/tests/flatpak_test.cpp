@@ -191,7 +191,7 @@ TEST_CASE("osup apply installs Flatpak apps pinned to a commit, then updates the
   REQUIRE(none.exit_code == 0);
   CHECK_THAT(none.out, Contains("- flatpak org.osuptest.Hello") && Contains("- remote test"));
   CHECK(box.flatpak({"list", "--system", "--columns=ref"}).empty());
-  CHECK(box.flatpak({"remotes", "--system"}).empty());
+  CHECK_THAT(box.flatpak({"remotes", "--system"}), !Contains("test"));
 
   // An app and a remote the user added by hand stay when osup removes its own.
   (void)box.flatpak(
@@ -214,7 +214,7 @@ TEST_CASE("a full data partition stops osup apply with one line; the next apply 
     return;
   }
   FlatpakSandbox box;
-  // The installation on a 1 MiB tmpfs: the busybox runtime (about 2 MB) does not fit.
+  // The installation on a 1 MiB tmpfs: flatpak finds the busybox runtime does not fit.
   fs::create_directories(box.system);
   if (test::run_cmd({"mount", "-t", "tmpfs", "-o", "size=1m", "osup-test-full", box.system})
           .exit_code != 0) {
@@ -228,13 +228,15 @@ TEST_CASE("a full data partition stops osup apply with one line; the next apply 
   const std::string perms = R"({ "filesystems": ["home:ro"] })";
   const RunResult full = box.apply(box.file(box.v1, perms));
   CHECK(full.exit_code == 1);
-  CHECK_THAT(full.err, Contains("ran out of disk space (no space left on device)") &&
-                           Contains("run osup apply again"));
-  CHECK(std::count(full.err.begin(), full.err.end(), '\n') == 1);
+  // One line after the progress lines: which storage is full and what to do.
+  CHECK_THAT(last_line(full.err),
+             Contains("flatpak install ran out of disk space") && Contains("run osup apply again"));
+  CHECK(std::count(full.err.begin(), full.err.end(), '\n') == 4);
   // The record names the app (it was being installed), so the next apply finishes it.
   CHECK_THAT(test::run_cmd({"cat", box.dir / "state.json"}).out, Contains(kApp));
 
-  REQUIRE(test::run_cmd({"mount", "-o", "remount,size=64m", box.system}).exit_code == 0);
+  // OSTree keeps 500 MB free by default (min-free-space-size): tmpfs allocates lazily.
+  REQUIRE(test::run_cmd({"mount", "-o", "remount,size=1g", box.system}).exit_code == 0);
   const RunResult next = box.apply(box.file(box.v1, perms));
   INFO(next.err);
   REQUIRE(next.exit_code == 0);
