@@ -75,6 +75,9 @@ def machine_checks(vm, label, expected=None):
     out, rc = vm.run(f"flatpak run {APP}", 300)
     check(f"{label}: the app runs its pinned commit", rc == 0 and "hello v1" in out, out)
     out, rc = vm.run(TALK, 300)
+    if rc != 0:  # why, for the report
+        out += vm.run("podman ps -a; systemctl status --no-pager -l osup-container-client; "
+                      "journalctl -b --no-pager -u osup-container-client | tail -n 30", 300)[0]
     check(f"{label}: client reaches web by name", rc == 0 and "served by web" in out, out)
     now = state_of(vm)
     if expected:
