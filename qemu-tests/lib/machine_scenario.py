@@ -60,6 +60,9 @@ def timed(vm, command, timeout):
 
 def boot(vm, timeout):
     vm.wait_for_login(timeout)
+    # osup-apply.service waits for network-online and checks for /etc/osup/machine.json
+    # only then: the boot must be done before the file is put there, or it applies too.
+    vm.run("systemctl is-system-running --wait", timeout)
     vm.check(MOUNT)
 
 
