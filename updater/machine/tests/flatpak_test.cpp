@@ -207,7 +207,7 @@ TEST_CASE("osup apply installs Flatpak apps pinned to a commit, then updates the
   CHECK_THAT(box.flatpak({"remotes", "--system"}), Contains("mine") && !Contains("test"));
 }
 
-TEST_CASE("a full data partition stops osup apply with one line; the next apply finishes",
+TEST_CASE("a full data partition stops osup apply with one line, the next apply finishes",
           "[integration]") {
   if (!find_tool("flatpak")) {
     WARN("flatpak is not installed: skipped (apt-get install flatpak)");
