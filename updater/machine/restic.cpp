@@ -138,7 +138,7 @@ RestoreResult restore_data(const DataSection& data, const RestoreOptions& option
       continue;
     }
     // A missing directory gets the backup's mode and owner (parents come first).
-    const fs::path dest = fs::path("/") / fs::relative(e.path(), staging);
+    const fs::path dest = fs::path("/") / e.path().lexically_relative(staging);
     struct stat st {};
     if (fs::exists(dest) || ::lstat(e.path().c_str(), &st) != 0) continue;
     fs::create_directories(dest);
@@ -147,7 +147,8 @@ RestoreResult restore_data(const DataSection& data, const RestoreOptions& option
   }
   Progress bar("restore", files.size(), options.progress);
   for (const fs::path& f : files) {
-    const fs::path dest = fs::path("/") / fs::relative(f, staging);
+    // Lexically: fs::relative resolves symlinks, and put a restored link at its target.
+    const fs::path dest = fs::path("/") / f.lexically_relative(staging);
     const uint64_t size = fs::is_regular_file(fs::symlink_status(f)) ? fs::file_size(f) : 0;
     if (place(f, dest, options.force)) {
       ++res.restored;
