@@ -17,6 +17,9 @@ install(FILES
   ${_hooks}/systemd/osup-mark-good.service
   ${_hooks}/systemd/osup-update.service
   ${_hooks}/systemd/osup-update.timer
+  ${_hooks}/systemd/osup-apply.service
+  ${_hooks}/systemd/osup-backup.service
+  ${_hooks}/systemd/osup-backup.timer
   DESTINATION lib/systemd/system COMPONENT boot)
 install(FILES ${_hooks}/systemd/80-osup.preset
   DESTINATION lib/systemd/system-preset COMPONENT boot)
@@ -56,7 +59,8 @@ set(_deb_scripts ${CMAKE_BINARY_DIR}/deb-scripts)
 file(WRITE ${_deb_scripts}/postinst [=[#!/bin/sh
 set -e
 if [ "$1" = configure ] && command -v systemctl >/dev/null; then
-    systemctl --no-reload preset osup-health-check.service osup-mark-good.service osup-update.timer || true
+    systemctl --no-reload preset osup-health-check.service osup-mark-good.service osup-update.timer \
+        osup-apply.service osup-backup.timer || true
 fi
 ]=])
 file(CHMOD ${_deb_scripts}/postinst

@@ -3,8 +3,9 @@
 # clang-format, clang-tidy) and runs the whole test suite (CTest labels: unit,
 # integration, qemu). Pass -L LABEL to run one tier, -LE qemu to skip the boots.
 # Tiers too slow for CI run only when named with -L: desktop (the GNOME image under
-# QEMU, scripts/test.sh -L desktop), powerloss (the crash-state campaign, -L powerloss) and
-# secureboot (qemu-tests/secureboot, -L secureboot).
+# QEMU, scripts/test.sh -L desktop), powerloss (the crash-state campaign, -L powerloss),
+# secureboot (qemu-tests/secureboot, -L secureboot) and machine (restoring a machine from
+# its machine file under QEMU, -L machine).
 # A style failure fails the run, after the tests (so they still report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)"
 lint=0
 ./scripts/lint.sh "$build" || lint=$?
-slow_tiers="desktop|powerloss|secureboot"
+slow_tiers="desktop|powerloss|secureboot|machine"
 # Unless a -L names what to run, the slow tiers are left out (joined to the caller's -LE,
 # since CTest keeps only one exclusion regex).
 args=() exclude="" named=0

@@ -53,8 +53,10 @@ constexpr const char* kUsage =
     "                                        /etc/osup/update.conf (a delta when it has one)\n"
     "  fleet status [--json] [--config FILE] per release: machines waiting, trying, good,\n"
     "                                        rolled back; reboot slot holders (docs/fleet.md)\n"
-    "  apply FILE [--dry-run] [--json]       make the machine's containers what the machine\n"
-    "                                        file says (docs/machine.md)\n"
+    "  apply FILE [--dry-run] [--json]       make the machine's os settings, Flatpak apps and\n"
+    "                                        containers what the machine file says\n"
+    "                                        (docs/machine.md)\n"
+    "  export [--json] [--output FILE]       the machine file that describes this machine now\n"
     "  data backup|restore [--file F] [--snapshot ID] [--force]  restic backup of its data\n"
     "\n"
     "global options:\n"
@@ -430,6 +432,7 @@ int dispatch(const std::vector<std::string>& all) {
   if (cmd == "update") return cmd_update(g, args);
   if (cmd == "fleet") return fleet::cmd_fleet(args, kUpdateConfigPath);
   if (cmd == "apply") return machine::cmd_apply(args, g.lock_wait);
+  if (cmd == "export") return machine::cmd_export(args);
   if (cmd == "data") return machine::cmd_data(args, g.progress);
   std::fprintf(stderr, "osup: unknown command '%s'; run osup --help\n", cmd.c_str());
   return 2;

@@ -365,6 +365,10 @@ class VM:
                     [rb"OSUPREADY-%d\n" % n, LOGIN_PROMPT, rb"Password: *$"], min(left, 20), "a shell"
                 )
             except VMTimeout:
+                # Typed ahead while login or the shell was still starting, a line may have
+                # arrived garbled (an open quote leaves the shell waiting for more): Ctrl-C
+                # drops it, so the next marker starts on a clean line.
+                self.send(b"\x03")
                 continue
             if m.group(0).startswith(b"OSUPREADY"):
                 break

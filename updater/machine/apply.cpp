@@ -1,6 +1,7 @@
 #include "updater/machine/apply.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "base/error.h"
@@ -18,8 +19,8 @@ MachineBackend* backend_for(const Backends& backends, Kind kind) {
 
 std::string no_backend(Kind kind) {
   if (kind == Kind::remote || kind == Kind::flatpak)
-    return "Flatpak apps (apps section) are not supported by this osup yet; remove the apps "
-           "section to apply the rest";
+    return "nothing here installs Flatpak apps (apps section); remove the apps section to "
+           "apply the rest";
   return "nothing in this osup installs a " + to_string(kind);
 }
 
@@ -38,9 +39,14 @@ Plan plan_machine(const MachineConfig& config, const MachineState& recorded,
     if (MachineBackend* b = backend_for(backends, k))
       seen[k] = with_context("looking at the " + to_string(k) + "s", [&] { return b->observe(k); });
   Plan plan = make_plan(desired, recorded, seen);
-  for (const Step& s : plan.steps)
-    if (s.action != Action::unchanged && !backend_for(backends, s.resource.kind))
-      fail(no_backend(s.resource.kind));
+  std::map<MachineBackend*, std::vector<Resource>> to_make;
+  for (const Step& s : plan.steps) {
+    if (s.action == Action::unchanged) continue;
+    MachineBackend* b = backend_for(backends, s.resource.kind);
+    if (!b) fail(no_backend(s.resource.kind));
+    if (s.action != Action::remove) to_make[b].push_back(s.resource);
+  }
+  for (const auto& [b, resources] : to_make) b->check(resources, config);
   return plan;
 }
 

@@ -1,4 +1,4 @@
-// One backend per tool that installs resources (podman; flatpak next): it says what
+// One backend per tool that installs resources (podman, flatpak): it says what
 // exists and creates or removes one resource at a time. `apply` drives them from a plan.
 #pragma once
 
@@ -23,6 +23,9 @@ class MachineBackend {
   virtual void update(const Resource& r, const MachineConfig& config) = 0;
   // Removes what osup created under NAME; nothing when it is already gone.
   virtual void remove(Kind kind, const std::string& name) = 0;
+  // Called with the resources of its kinds that the plan adds or updates, before anything
+  // changes: throws one line when one of them cannot be made (an app its remote lacks).
+  virtual void check(const std::vector<Resource>& /*to_make*/, const MachineConfig& /*config*/) {}
 };
 
 }  // namespace osup::machine

@@ -6,6 +6,8 @@
 #include "base/error.h"
 #include "base/fd.h"
 #include "base/process.h"
+#include "updater/machine/disk_full.h"
+#include "updater/machine/machine_config_json.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -14,10 +16,20 @@ namespace osup::machine {
 namespace {
 
 constexpr const char* kLabel = "io.osup.config";
+// The container's entry of the machine file, as JSON: what osup export writes back.
+constexpr const char* kSpecLabel = "io.osup.spec";
 
 RunResult podman(std::vector<std::string> args) {
   args.insert(args.begin(), "podman");
-  return run_checked(args);
+  RunResult r = run(args);
+  if (r.exit_code != 0 && says_disk_full(r.err))
+    fail("podman " + args[1] +
+         " ran out of disk space (no space left on device); free space "
+         "for podman's storage (/var/lib/containers, the data partition) and run osup apply "
+         "again");
+  if (r.exit_code != 0)
+    fail("podman failed (exit " + std::to_string(r.exit_code) + "): " + last_line(r.err));
+  return r;
 }
 
 json podman_json(std::vector<std::string> args) {
@@ -66,8 +78,11 @@ bool systemd_running() { return fs::exists("/run/systemd/system"); }
 
 std::vector<std::string> podman_create_args(const std::string& name, const Container& c,
                                             const std::string& fingerprint) {
-  std::vector<std::string> a = {"--name",     name,      "--network",
-                                kNetworkName, "--label", std::string(kLabel) + "=" + fingerprint};
+  std::vector<std::string> a = {
+      "--name",    name,
+      "--network", kNetworkName,
+      "--label",   std::string(kLabel) + "=" + fingerprint,
+      "--label",   std::string(kSpecLabel) + "=" + container_json(c).dump()};
   for (const Mount& m : c.mounts)
     a.insert(a.end(), {"--volume", m.host + ":" + m.container + (m.read_only ? ":ro" : "")});
   for (const Port& p : c.ports)
@@ -92,6 +107,38 @@ std::map<std::string, std::string> PodmanBackend::observe(Kind kind) {
         out[c["Names"][0].get<std::string>()] = label_of(c.value("Labels", json()));
   }
   out.erase("");
+  return out;
+}
+
+std::map<std::string, Container> PodmanBackend::exported_containers(
+    std::vector<std::string>& notes) {
+  std::map<std::string, Container> out;
+  for (const json& c : podman_json({"ps", "--all", "--format", "json"})) {
+    if (!c.contains("Names") || !c["Names"].is_array() || c["Names"].empty()) continue;
+    const std::string name = c["Names"][0].get<std::string>();
+    const json labels = c.value("Labels", json());
+    const std::string fp = label_of(labels);
+    if (fp.empty()) continue;  // not osup's
+    const json spec = labels.is_object() ? labels.value(kSpecLabel, json()) : json();
+    std::optional<Container> c_spec;
+    if (spec.is_string()) {
+      const json entry = json::parse(spec.get<std::string>(), nullptr, false);
+      try {
+        const json file = {{"format", kMachineFormat}, {"containers", {{name, entry}}}};
+        if (!entry.is_discarded())
+          c_spec = parse_machine_config(file.dump(), "container " + name).containers.at(name);
+      } catch (const Error&) {
+        c_spec.reset();  // a label that does not parse: named in NOTES below
+      }
+    }
+    if (!c_spec || container_fingerprint(*c_spec) != fp) {
+      notes.push_back("container '" + name +
+                      "' was made by an older osup or changed by hand: not exported; apply its "
+                      "file again first");
+      continue;
+    }
+    out[name] = *c_spec;
+  }
   return out;
 }
 

@@ -31,6 +31,11 @@ class PodmanBackend : public MachineBackend {
   void update(const Resource& r, const MachineConfig& config) override;
   void remove(Kind kind, const std::string& name) override;
 
+  // The containers osup made, each as the machine file describes it (from its labels);
+  // ones it cannot describe are named in NOTES.
+  [[nodiscard]] std::map<std::string, Container> exported_containers(
+      std::vector<std::string>& notes);
+
   // The unit file that starts container NAME at boot.
   [[nodiscard]] std::string unit_path(const std::string& name) const;
 

@@ -1,5 +1,6 @@
 #include "updater/machine/resources.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "format/sha256.h"
@@ -16,17 +17,25 @@ std::string fingerprint(const json& j) {
   return to_hex(d);
 }
 
+// Sorted: flatpak keeps overrides in its own order, and the order means nothing.
+json sorted(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
 json permissions_json(const Permissions& p) {
-  return {{"filesystems", p.filesystems},
-          {"devices", p.devices},
-          {"sockets", p.sockets},
-          {"shares", p.shares}};
+  return {{"filesystems", sorted(p.filesystems)},
+          {"devices", sorted(p.devices)},
+          {"sockets", sorted(p.sockets)},
+          {"shares", sorted(p.shares)}};
 }
 
 }  // namespace
 
 std::string to_string(Kind k) {
   switch (k) {
+    case Kind::os:
+      return "os";
     case Kind::remote:
       return "remote";
     case Kind::flatpak:
@@ -40,7 +49,7 @@ std::string to_string(Kind k) {
 }
 
 const std::vector<Kind>& all_kinds() {
-  static const std::vector<Kind> kinds = {Kind::remote, Kind::flatpak, Kind::network,
+  static const std::vector<Kind> kinds = {Kind::os, Kind::remote, Kind::flatpak, Kind::network,
                                           Kind::container};
   return kinds;
 }
@@ -64,19 +73,32 @@ std::string container_fingerprint(const Container& c) {
                       {"network", kNetworkName}});
 }
 
+std::string os_fingerprint(const std::string& channel, const std::string& ca) {
+  return fingerprint({{"channel", channel}, {"ca", ca}});
+}
+
+std::string remote_fingerprint(const std::string& url, bool gpg_verify) {
+  return fingerprint({{"url", url}, {"gpg_verify", gpg_verify}});
+}
+
+std::string flatpak_fingerprint(const std::string& remote, const std::string& branch,
+                                const std::string& commit, const Permissions& permissions) {
+  return fingerprint({{"remote", remote},
+                      {"branch", branch},
+                      {"commit", commit},
+                      {"permissions", permissions_json(permissions)}});
+}
+
 std::vector<Resource> desired_resources(const MachineConfig& config) {
   std::vector<Resource> out;
+  if (config.os)
+    out.push_back({Kind::os, kOsResourceName,
+                   os_fingerprint(config.os->channel, config.os->ca.value_or(""))});
   for (const auto& [name, r] : config.remotes)
-    out.push_back(
-        {Kind::remote, name,
-         fingerprint(
-             {{"url", r.url}, {"gpg_key", r.gpg_key.value_or("")}, {"gpg_verify", r.gpg_verify}})});
+    out.push_back({Kind::remote, name, remote_fingerprint(r.url, r.gpg_verify)});
   for (const auto& [id, a] : config.flatpaks)
     out.push_back({Kind::flatpak, id,
-                   fingerprint({{"remote", a.remote},
-                                {"branch", a.branch},
-                                {"commit", a.commit.value_or("")},
-                                {"permissions", permissions_json(a.permissions)}})});
+                   flatpak_fingerprint(a.remote, a.branch, a.commit.value_or(""), a.permissions)});
   if (!config.containers.empty())
     out.push_back({Kind::network, kNetworkName, fingerprint({{"network", kNetworkName}})});
   for (const auto& [name, c] : config.containers)

@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/process.h"
+#include "updater/machine/disk_full.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -52,6 +53,10 @@ RunResult restic(const DataSection& data, std::vector<std::string> args, const R
          (data.password_file ? "the file " + *data.password_file
                              : "the environment variable " + *data.password_env) +
          "); is it the repository's password?");
+  if (says_disk_full(r.err))
+    fail(where + ": restic " + args[1] +
+         " ran out of disk space (no space left on device); free space on the repository's "
+         "disk (a restore: on the data partition) and run it again");
   if (no_repository(r))
     fail(where + " does not exist; check data.repository (osup data backup creates it)");
   std::string detail = last_line(r.err);
@@ -133,7 +138,7 @@ RestoreResult restore_data(const DataSection& data, const RestoreOptions& option
       continue;
     }
     // A missing directory gets the backup's mode and owner (parents come first).
-    const fs::path dest = fs::path("/") / fs::relative(e.path(), staging);
+    const fs::path dest = fs::path("/") / e.path().lexically_relative(staging);
     struct stat st {};
     if (fs::exists(dest) || ::lstat(e.path().c_str(), &st) != 0) continue;
     fs::create_directories(dest);
@@ -142,7 +147,8 @@ RestoreResult restore_data(const DataSection& data, const RestoreOptions& option
   }
   Progress bar("restore", files.size(), options.progress);
   for (const fs::path& f : files) {
-    const fs::path dest = fs::path("/") / fs::relative(f, staging);
+    // Lexically: fs::relative resolves symlinks, and put a restored link at its target.
+    const fs::path dest = fs::path("/") / f.lexically_relative(staging);
     const uint64_t size = fs::is_regular_file(fs::symlink_status(f)) ? fs::file_size(f) : 0;
     if (place(f, dest, options.force)) {
       ++res.restored;

@@ -132,8 +132,8 @@ TEST_CASE("plan: kinds without a backend are refused before any change", "[unit]
     "remotes": { "local": { "url": "file:///srv/repo", "gpg_verify": false } } } })",
                                                "m.json");
   FakeBackend fake({Kind::network, Kind::container});
-  CHECK_THROWS_WITH(plan_machine(c, {}, {&fake}), Contains("Flatpak apps (apps section) are not "
-                                                           "supported by this osup yet"));
+  CHECK_THROWS_WITH(plan_machine(c, {}, {&fake}),
+                    Contains("nothing here installs Flatpak apps (apps section)"));
   // A file without containers never asks the container backend.
   FakeBackend none({});
   CHECK(plan_machine(parse_machine_config(R"({"format": 1})", "m.json"), {}, {&none})
