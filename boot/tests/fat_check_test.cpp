@@ -96,8 +96,8 @@ TEST_CASE("fat check: a file system at an offset, a cross-link, a short chain", 
   {
     UniqueFd fd = open_file(fat, O_WRONLY);
     const std::array<uint32_t, 2> next{0x0FFFFFFF, a_first};
-    pwrite_all(fd.get(), std::as_bytes(std::span(&next[0], 1)), fat0 + a_first * 4, fat);
-    pwrite_all(fd.get(), std::as_bytes(std::span(&next[1], 1)), fat0 + b_last * 4, fat);
+    pwrite_all(fd.get(), std::as_bytes(std::span(&next[0], 1)), fat0 + uint64_t{a_first} * 4, fat);
+    pwrite_all(fd.get(), std::as_bytes(std::span(&next[1], 1)), fat0 + uint64_t{b_last} * 4, fat);
   }
   const std::string bytes = read_text_file(fat);
   UniqueFd fd = open_file(image, O_WRONLY | O_CREAT | O_TRUNC);

@@ -107,7 +107,7 @@ TEST_CASE("rerunning a switch on an ESP with a record on freed clusters: refused
   const test::TestImage v2 = test::build_tiny_image(dir / "two", Arch::x86_64, "2.0.0", key);
   const uint64_t esp = gpt::read(v1.disk).find("esp")->start;
   const std::string old_kernel = dir / "old-kernel";
-  test::write_random_file(old_kernel, 300 * 1024, 3);
+  test::write_random_file(old_kernel, 300ULL * 1024, 3);
   run_checked(
       {"mcopy", "-i", v1.disk + "@@" + std::to_string(esp), old_kernel, "::/osup/b/vmlinuz"});
   test::free_fat_clusters(v1.disk, esp, "/osup/b/vmlinuz");

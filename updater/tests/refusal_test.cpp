@@ -99,7 +99,7 @@ TEST_CASE("on an ESP a power cut left inconsistent osup writes nothing until it 
   const gpt::Partition esp = *gpt::read(rig.v1.disk).find(layout::kEspLabel);
   const std::string leftover = rig.dir / "old-kernel",
                     spec = rig.v1.disk + "@@" + std::to_string(esp.start);
-  test::write_random_file(leftover, 300 * 1024, 5);
+  test::write_random_file(leftover, 300ULL * 1024, 5);
   run_checked({"mcopy", "-i", spec, leftover, "::/osup/b/vmlinuz"});
   test::free_fat_clusters(rig.v1.disk, esp.start, "/osup/b/vmlinuz");
   const auto written = [&] {  // what a switch, rollback or mark-good would change
