@@ -51,6 +51,22 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
+const char* slot_name(const std::optional<layout::Slot>& s) {
+  if (!s) return "none";
+  return *s == layout::Slot::a ? "a" : "b";
+}
+
+// One line per image: "FILE BOOTS STATE" (BOOTS: a, b or none, the checker's pick).
+void dump_state(CrashChecker& checker, const CampaignOptions& o, const Phase& ph, size_t i,
+                const CrashState& s, const Verdict& v) {
+  std::filesystem::create_directories(o.dump_dir);
+  const std::string name = ph.name + "-" + std::to_string(i) + ".img";
+  checker.write_disk_image(o.dump_dir + "/" + name, false);
+  std::ofstream out(o.dump_dir + "/verdicts", std::ios::app);
+  out << name << " " << slot_name(v.boots) << " " << s.describe() << "\n";
+  if (!out) fail("cannot write " + o.dump_dir + "/verdicts");
+}
+
 }  // namespace
 
 std::vector<PhaseResult> run_campaign(const WriteLog& log, CrashChecker& checker,
@@ -91,6 +107,7 @@ std::vector<PhaseResult> run_campaign(const WriteLog& log, CrashChecker& checker
         if (!err.empty()) v.failures.push_back(err);
         std::filesystem::remove(o.rerun_image);
       }
+      if (o.dump_every && (i / step) % o.dump_every == 0) dump_state(checker, o, ph, i, s, v);
       r.esp_repaired += v.esp_repaired ? 1 : 0;
       ++r.states[static_cast<int>(s.kind)];
       (v.boots == layout::Slot::a   ? r.boots_a

@@ -33,6 +33,11 @@ struct CampaignOptions {
   size_t rerun_every = 0;
   std::string osup_exe, keys_dir, bundle, rerun_image;
   std::string delta;  // the delta the recorded switch-delta installed (its rerun), or ""
+  // Write every Nth state of a phase (0: none) out as a whole disk image, the ESP as the
+  // cut left it, into dump_dir, with the checker's verdict in dump_dir/verdicts, for
+  // booting in QEMU (qemu-tests/powerloss-boot).
+  size_t dump_every = 0;
+  std::string dump_dir;
 };
 
 struct PhaseResult {

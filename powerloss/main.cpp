@@ -14,7 +14,8 @@ namespace {
 constexpr const char* kUsage =
     "osup-powerloss --base IMG --log LOG --keys DIR [--phases FILE] [--subsets N] [--torn N] "
     "[--torn-unit BYTES] [--seed N] [--limit N] [--data-every N] [--work DIR] [--quiet] "
-    "[--rerun-every N --bundle BUNDLE [--delta DELTA] [--osup EXE]]";
+    "[--rerun-every N --bundle BUNDLE [--delta DELTA] [--osup EXE]] "
+    "[--dump-every N --dump-dir DIR]";
 
 size_t number(const osup::CliArgs& a, const std::string& name, size_t fallback) {
   const std::string v = a.value_or(name, std::to_string(fallback));
@@ -29,10 +30,11 @@ size_t number(const osup::CliArgs& a, const std::string& name, size_t fallback) 
 
 int run(int argc, char** argv) {
   using namespace osup::powerloss;
-  osup::CliArgs a("osup-powerloss", std::vector<std::string>(argv + 1, argv + argc),
-                  {"base", "log", "keys", "phases", "subsets", "torn", "seed", "limit",
-                   "data-every", "work", "torn-unit", "rerun-every", "bundle", "osup", "delta"},
-                  {"quiet"});
+  osup::CliArgs a(
+      "osup-powerloss", std::vector<std::string>(argv + 1, argv + argc),
+      {"base", "log", "keys", "phases", "subsets", "torn", "seed", "limit", "data-every", "work",
+       "torn-unit", "rerun-every", "bundle", "osup", "delta", "dump-every", "dump-dir"},
+      {"quiet"});
   a.expect_positionals(0, 0, kUsage);
   const WriteLog log(a.required("log", kUsage));
   CampaignOptions o;
@@ -48,6 +50,8 @@ int run(int argc, char** argv) {
   o.data_every = number(a, "data-every", 1);
   const std::string work = a.value_or("work", "/var/tmp/osup-powerloss");
   o.rerun_every = number(a, "rerun-every", 0);
+  o.dump_every = number(a, "dump-every", 0);
+  o.dump_dir = a.value_or("dump-dir", work + "/states");
   o.keys_dir = a.required("keys", kUsage);
   o.bundle = a.value_or("bundle", "");
   o.delta = a.value_or("delta", "");
