@@ -155,11 +155,15 @@ def step_enroll(g, vm):
     g.wait_good("a")
 
 
+def switch_to(g, bundle, what):
+    g.mount_bundles()
+    out, rc = g.sh(f"osup switch /run/bundles/{bundle}", 900)
+    check(what, rc == 0, out)
+
+
 def step_switch_rollback(g):
     step("switch to v2, boot it under Secure Boot, roll back")
-    g.mount_bundles()
-    out, rc = g.sh(f"osup switch /run/bundles/{g.args.v2_bundle}", 900)
-    check("osup switch v2 (full bundle)", rc == 0, out)
+    switch_to(g, g.args.v2_bundle, "osup switch v2 (full bundle)")
     g.reboot("v2 on b")
     check_booted(g, "b")
     g.wait_good("b")
@@ -172,9 +176,7 @@ def step_switch_rollback(g):
 
 def step_bad_update(g):
     step("switch to v3 (failing health check): the hook marks it bad, v1 comes back")
-    g.mount_bundles()
-    out, rc = g.sh(f"osup switch /run/bundles/{g.args.v3_bundle}", 900)
-    check("osup switch v3", rc == 0, out)
+    switch_to(g, g.args.v3_bundle, "osup switch v3")
     t0 = time.monotonic()
     g.vm.mark()
     g.vm.sendline("systemctl reboot")
