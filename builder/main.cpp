@@ -171,6 +171,7 @@ int cmd_publish(const std::vector<std::string>& args) {
     nlohmann::json j{{"version", r.release.version}, {"bundle", r.release.bundle.path},
                      {"bundle_bytes", full},         {"serial", r.serial},
                      {"expires", r.expires},         {"deltas", ds}};
+    if (!r.no_deltas.empty()) j["no_deltas"] = r.no_deltas;
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -183,6 +184,7 @@ int cmd_publish(const std::vector<std::string>& args) {
                 d.entry.from_version.c_str(), r.release.version.c_str(),
                 format_size(d.stats.bytes).c_str(), ratio_percent(d.stats.bytes, full),
                 d.stats.seconds);
+  if (!r.no_deltas.empty()) std::printf("no delta: %s\n", r.no_deltas.c_str());
   return 0;
 }
 

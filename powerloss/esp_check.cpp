@@ -7,6 +7,7 @@
 #include "base/process.h"
 #include "boot/slot_boot.h"
 #include "boot/systemd_boot.h"
+#include "boot/uki.h"
 #include "format/sha256.h"
 #include "updater/verify.h"
 
@@ -23,10 +24,23 @@ std::string entry_field(const std::string& content, const std::string& key) {
   return "";
 }
 
-// Entries the loader can boot, in its order (the pick first).
+// Entries the loader can boot, in its order (the pick first): Type #1 entries in
+// /loader/entries and Type #2 entries (UKIs) in /EFI/Linux, as systemd_boot_pick sees them.
 std::vector<BootEntry> bootable_entries(const EspAccess& esp,
                                         const std::optional<std::string>& picked) {
   std::vector<BootEntry> out;
+  auto add = [&](BootEntry b) {
+    if (picked && b.file == *picked)
+      out.insert(out.begin(), std::move(b));
+    else
+      out.push_back(std::move(b));
+  };
+  for (const std::string& f : esp.list(kUkiDir)) {
+    if (!uki_loader_entry(f)) continue;  // not *.efi (a copy's temp file): not an entry
+    const auto name = parse_uki_entry_name(f);
+    add(BootEntry{f, name ? std::optional(name->slot) : std::nullopt,
+                  std::string(kUkiDir) + "/" + f, "", ""});
+  }
   for (const std::string& f : esp.list(kEntriesDir)) {
     std::string id = f;
     std::transform(id.begin(), id.end(), id.begin(),
@@ -41,14 +55,26 @@ std::vector<BootEntry> bootable_entries(const EspAccess& esp,
     if (!content) continue;
     auto e = parse_loader_entry(f, *content);
     if (!e || !esp.exists(e->linux_path)) continue;
-    BootEntry b{f, osup_entry_slot(e->id), e->linux_path, entry_field(*content, "initrd"),
-                entry_field(*content, "options")};
-    if (picked && f == *picked)
-      out.insert(out.begin(), std::move(b));
-    else
-      out.push_back(std::move(b));
+    add(BootEntry{f, osup_entry_slot(e->id), e->linux_path, entry_field(*content, "initrd"),
+                  entry_field(*content, "options")});
   }
   return out;
+}
+
+bool is_uki_entry(const BootEntry& e) {
+  return e.linux_path.starts_with(std::string(kUkiDir) + "/");
+}
+
+// A Type #2 entry boots what it is: the file must be the manifest's signed UKI of the slot.
+std::string uki_entry_error(const OsupDisk& disk, const BootEntry& e, layout::Slot s,
+                            const Manifest& m) {
+  if (!m.has_ukis()) return "entry " + e.file + " is a UKI but the slot's release has none";
+  const Payload* want = m.find(slot_uki_kind(s));
+  auto content = disk.esp_files->read(e.linux_path);
+  if (!want || !content) return "the UKI " + e.linux_path + " is missing";
+  if (to_hex(sha256(*content)) != want->sha256)
+    return "the UKI " + e.linux_path + " does not match the manifest";
+  return "";
 }
 
 // Why the ESP side of slot s cannot boot, or "" (then its manifest goes into m).
@@ -56,6 +82,8 @@ std::string slot_esp_error(const OsupDisk& disk, const sig::TrustStore& trust, c
                            layout::Slot s, Manifest& m) {
   try {
     m = verified_slot_manifest(disk, s, trust);
+    if (is_uki_entry(e)) return uki_entry_error(disk, e, s, m);
+    if (m.has_ukis()) return "entry " + e.file + " is Type #1 but the slot's release boots a UKI";
     const SlotEspPaths paths = slot_esp_paths(s);
     if (e.linux_path != paths.kernel) return "entry " + e.file + " boots " + e.linux_path;
     const Payload* initrd = m.find(PayloadKind::initrd);

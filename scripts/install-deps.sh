@@ -25,6 +25,9 @@ packages=(
   # on one network resolve each other by name) and runc (crun 1.8 refuses a hybrid cgroup
   # host such as the CI VM); flatpak and restic for the apps and data slices
   podman runc netavark aardvark-dns iptables flatpak restic
+  # a GPG-signed Flatpak remote (keys made offline) and a restic repository on sftp (the
+  # test starts its own sshd on 127.0.0.1; the package's ssh.service is not needed)
+  gnupg openssh-server
   # oracles used by tests
   cryptsetup-bin systemd-container grub-common u-boot-tools
   # booting images
@@ -51,7 +54,21 @@ missing=()
 for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   apt_update
+  # The tests start their own sshd on 127.0.0.1 (restic over sftp); installing
+  # openssh-server must not leave the system's sshd listening on every address. Debian's
+  # policy-rc.d keeps the package from starting it, and it is not enabled for the next boot.
+  own_policy=0
+  if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    own_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if [ "$own_policy" = 1 ]; then
+    rm -f /usr/sbin/policy-rc.d
+    systemctl disable --quiet ssh.service 2>/dev/null || true
+  fi
 fi
 
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then

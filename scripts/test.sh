@@ -2,7 +2,8 @@
 # Installs what the tests need, builds everything, checks the style (scripts/lint.sh:
 # clang-format, clang-tidy) and runs the whole test suite (CTest labels: unit,
 # integration, qemu). Pass -L LABEL to run one tier, -LE qemu to skip the boots.
-# Tiers too slow for CI run only when named with -L: desktop (the GNOME image under
+# The desktop image is built and checked without a boot (label desktop-rootfs); tiers
+# too slow for CI run only when named with -L: desktop (the GNOME image under
 # QEMU, scripts/test.sh -L desktop), powerloss (the crash-state campaign, -L powerloss),
 # secureboot (qemu-tests/secureboot, -L secureboot) and machine (restoring a machine from
 # its machine file under QEMU, -L machine).

@@ -108,7 +108,14 @@ PublishResult publish(const PublishOptions& o) {
   copy_in(o.bundle, (fs::path(o.channel_dir) / bundle_rel).string());
   rel.bundle = describe(o.channel_dir, bundle_rel);
 
-  for (const ChannelRelease* src : delta_sources(idx, m, o.deltas_from)) {
+  std::vector<const ChannelRelease*> sources = delta_sources(idx, m, o.deltas_from);
+  // A delta rebuilds kernel and initrd on the device, never a UKI signed at build time: the
+  // device would refuse it and fetch the bundle anyway, so a UKI release gets none.
+  if (m.has_ukis() && !sources.empty()) {
+    result.no_deltas = "release " + m.version + " boots signed UKIs, which a delta cannot carry";
+    sources.clear();
+  }
+  for (const ChannelRelease* src : sources) {
     const BundleFiles from =
         extract_bundle((fs::path(o.channel_dir) / src->bundle.path).string(), trust, work + "/old");
     const std::string rel_path =

@@ -30,6 +30,7 @@ struct PublishedDelta {
 struct PublishResult {
   ChannelRelease release;
   std::vector<PublishedDelta> deltas;
+  std::string no_deltas;  // why no delta was made when there were releases to make one from
   uint64_t serial = 0, expires = 0;
 };
 

@@ -6,10 +6,13 @@
 
 #include "base/process.h"
 #include "base/temp_dir.h"
+#include "boot/esp_access.h"
 #include "format/gpt.h"
 #include "format/signature.h"
+#include "powerloss/esp_check.h"
 #include "powerloss/rerun.h"
 #include "tests/support/test_support.h"
+#include "updater/disk.h"
 
 using namespace osup;
 using namespace osup::powerloss;
@@ -51,6 +54,65 @@ TEST_CASE("the crash checker passes an untouched disk and fails damaged roots an
   CHECK_FALSE(esp.boots.has_value());
   CHECK_FALSE(esp.failures.empty());
   CHECK(checker.counts().esp == 2);  // the first two states share the ESP
+}
+
+// A Secure Boot disk boots Type #2 entries (signed UKIs in /EFI/Linux): the checker finds
+// them, knows their slots, and holds each to the manifest's UKI.
+TEST_CASE("the crash checker follows a UKI disk's Type #2 entries", "[powerloss]") {
+  test::TempDir dir;
+  const test::TestKey key = test::make_key(dir / "key");
+  REQUIRE(run({test::osup_build_exe(), "keygen", "--secure-boot", "--out", dir / "sb"}).exit_code ==
+          0);
+  const test::TestImage v1 = test::build_tiny_image(dir / "one", Arch::x86_64, "1.0.0", key, "tiny",
+                                                    {}, "out", dir / "sb");
+  const test::TestImage v2 = test::build_tiny_image(dir / "two", Arch::x86_64, "2.0.0", key, "tiny",
+                                                    {"--no-disk"}, "out", dir / "sb");
+  const sig::TrustStore trust = sig::TrustStore::load_dir(key.trust_dir);
+  {
+    const std::string log_path = dir / "writes.log";
+    WriteLogWriter(log_path).flush();
+    WriteLog log(log_path);
+    CrashChecker checker(v1.disk, log, trust, dir / "work");
+    const Verdict clean = checker.check(CrashState{StateKind::flush, 1, {}, std::nullopt});
+    INFO((clean.failures.empty() ? std::string() : clean.failures.front()));
+    CHECK(clean.failures.empty());
+    CHECK(clean.boots == layout::Slot::a);
+  }
+  const OsupDisk disk = discover_disk(DiscoverOptions{v1.disk, std::nullopt, "/proc/cmdline"});
+  const auto base = loader_files(*disk.esp_files);
+  auto lower = [](std::string s) {  // mtools shows 8.3 names in upper case
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  EspVerdict v = examine_esp(disk, trust, base);
+  CHECK(v.failures.empty());
+  REQUIRE(v.bootable.size() == 1);
+  CHECK(lower(v.bootable[0].file) == "osup-1-a.efi");
+  CHECK(v.manifests.contains(layout::Slot::a));
+
+  // After a switch b's trial UKI is picked; both slots' UKIs match their manifests.
+  REQUIRE(run({test::osup_exe(), "--disk", v1.disk, "--keys", key.trust_dir, "--booted", "a",
+               "switch", v2.bundle})
+              .exit_code == 0);
+  v = examine_esp(disk, trust, base);
+  CHECK(v.failures.empty());
+  REQUIRE(v.picked);
+  CHECK(lower(*v.picked) == "osup-2-b+3.efi");
+  REQUIRE(v.bootable.size() == 2);
+  CHECK(v.bootable[0].slot == layout::Slot::b);
+  CHECK(v.slot_errors.empty());
+  CHECK(v.manifests.size() == 2);
+
+  // One byte changed in b's UKI: b is bootable, but not what its manifest signed.
+  const std::string path = "/EFI/Linux/" + *v.picked;
+  std::string uki = *disk.esp_files->read(path);
+  uki[uki.size() / 2] ^= 1;
+  disk.esp_files->remove(path);
+  disk.esp_files->write_atomic(path, uki);
+  v = examine_esp(disk, trust, base);
+  REQUIRE(v.slot_errors.contains(layout::Slot::b));
+  CHECK_THAT(v.slot_errors[layout::Slot::b], Catch::Contains("does not match the manifest"));
+  CHECK(v.manifests.contains(layout::Slot::a));
 }
 
 TEST_CASE("rerunning the operation on a crash state: a switch finishes and verifies",

@@ -2,21 +2,25 @@
 """Restore a machine from one file, under QEMU (driven by qemu-tests/machine):
 
   1. machine 1 boots the machine image v1; the assets disk (/dev/vdb, label osup-assets)
-     holds the machine file, the backup password, a local Flatpak repository and a
-     busybox tree; the backup disk (/dev/vdc, label osup-backup) is empty. The container
-     image is imported from the archive, the file goes to /etc/osup/machine.json, and
-     `osup apply` installs the Flatpak app (pinned to its first commit, with overrides)
-     and two containers that reach each other by name (web serves /var/lib/web, client
-     fetches http://web/). The user writes files under /var/home; `osup data backup`
-     puts them and /var/lib/web into a restic repository on the backup disk;
+     holds the machine file, the backup password, a local Flatpak repository and an OCI
+     archive of a busybox image; the backup disk (/dev/vdc, label osup-backup) is empty.
+     The image is loaded with `podman load` (the same digest on every machine: the file
+     pins it), the file goes to /etc/osup/machine.json, and `osup apply` installs the
+     Flatpak app (pinned to its first commit, with overrides) and two containers that
+     reach each other by name (web serves /var/lib/web and publishes 127.0.0.1:8080,
+     client fetches http://web/). The user writes files under /var/home (a link among
+     them); `osup data backup` puts them and /var/lib/web into a restic repository on the
+     backup disk;
   2. (--part all) `osup switch` to v2 (bundle on the assets disk), reboot: v2 runs,
-     osup-apply.service applied at boot (the OS changed) and found nothing to do; the app
-     runs, the containers run and talk, the files are there; `osup rollback`, reboot: the
-     same on v1;
+     osup-apply.service applied at boot (the OS changed) and found nothing to do, and
+     `osup apply --if-changed` then stops at the stamp; the app runs, the containers run,
+     talk and answer on the port, the files are there; `osup rollback`, reboot: the same
+     on v1;
   3. machine 2, a fresh disk from the same image, gets only the file, the password and
      the two disks: `osup apply`, then `osup data restore`: its app list (with commits),
-     container set and the files' checksums are machine 1's, and `osup export` says the
-     same of both machines.
+     containers (image, digest, command, mounts, ports, networks, labels), the files
+     (type, mode, owner, link target, sha256) are machine 1's, and `osup export` says
+     the same of both machines.
 
     machine_scenario.py MACHINE1.img MACHINE2.img --assets A.img --backup B.img
                         [--part restore|all] [--v2-bundle NAME] [--log DIR] [--timeout S]
@@ -42,8 +46,21 @@ MOUNT = (
 )
 # What must be equal on both machines (and across switch and rollback).
 APPS = "flatpak list --system --app --columns=application,branch,origin; flatpak info --show-commit " + APP
-CONTAINERS = "podman ps -a --format '{{.Names}} {{.Image}} {{.Labels}}' | sort"
-FILES = "cd /var && find home lib/web -type f -print0 | sort -z | xargs -0 sha256sum"
+# Each container: image, its ID and digest, command, mounts, ports, networks, labels.
+CONTAINERS = (
+    "podman ps -a --format '{{.Names}}' | sort | xargs podman inspect --format "
+    "'{{.Name}} {{.ImageName}} {{.Image}} {{.ImageDigest}} {{.Config.Cmd}} "
+    "{{range .Mounts}}{{.Source}}:{{.Destination}}:{{.RW}} {{end}}"
+    "{{range $p, $b := .HostConfig.PortBindings}}{{$p}}={{range $b}}{{.HostIP}}:{{.HostPort}}{{end}} {{end}}"
+    "{{range $n, $v := .NetworkSettings.Networks}}{{$n}} {{end}}{{.Config.Labels}}'"
+)
+# The user's files: every path with its type, mode and owner, a link's target, a file's sha256.
+FILES = ("cd /var && find home lib/web -printf '%y %m %u:%g %p -> %l\\n' | sort && "
+         "find home lib/web -type f -print0 | sort -z | xargs -0 sha256sum")
+LOAD = "podman load -q -i /run/osup-assets/busybox-image.tar"
+# web's port 80 published on the machine's 127.0.0.1:8080 (bash's /dev/tcp: no wget here).
+PORT = ("(exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' >&3 && "
+        "timeout 20 cat <&3)")
 VERSION = ". /etc/os-release; echo $IMAGE_VERSION; sed -n 's/.*osup\\.slot=\\([ab]\\).*/\\1/p' /proc/cmdline"
 # Autostarted containers may still be starting: retried 15 times (podman exec alone takes
 # seconds under TCG).
@@ -83,6 +100,8 @@ def machine_checks(vm, label, expected=None):
         out += vm.run("podman ps -a; systemctl status --no-pager -l osup-container-client; "
                       "journalctl -b --no-pager -u osup-container-client | tail -n 30", 300)[0]
     check(f"{label}: client reaches web by name", rc == 0 and "served by web" in out, out)
+    out, rc = vm.run(PORT, 120)
+    check(f"{label}: web answers on the published port 127.0.0.1:8080", rc == 0 and "served by web" in out, out)
     now = state_of(vm)
     if expected:
         for key in ("apps", "containers", "files"):
@@ -94,7 +113,7 @@ def machine1(args, figures):
     step("machine 1: first boot of v1")
     with VM(args.machine1, extra_disks=[args.assets, args.backup], log_path=Path(args.log) / "console-machine1.log") as vm:
         boot(vm, args.timeout)
-        vm.check("podman import --change 'CMD=[\"/bin/sh\"]' /run/osup-assets/busybox.tar localhost/osup-busybox:1 >/dev/null", 600)
+        vm.check(LOAD, 600)
         vm.check("install -m 0644 /run/osup-assets/machine.json /etc/osup/machine.json; "
                  "install -m 0600 /run/osup-assets/restic.pass /etc/osup/restic.pass; "
                  "mkdir -p /var/lib/web; echo 'served by web' >/var/lib/web/index.html")
@@ -135,6 +154,9 @@ def switch_and_rollback(vm, args, expected, figures):
     vm.run("systemctl is-system-running --wait", 900)  # osup-apply.service is done
     out, _ = vm.run("systemctl show -p ActiveState,Result osup-apply.service; journalctl -u osup-apply.service -b --no-pager | tail -n 5", 120)
     check("osup-apply.service ran at boot (the OS changed) with nothing to do", "Result=success" in out and "nothing to do" in out, out)
+    # The stamp now holds v2: another start does not even look at podman or flatpak.
+    out, rc = vm.run("osup --progress none apply --if-changed /etc/osup/machine.json", 300)
+    check("apply --if-changed after that boot: unchanged, not applied again", rc == 0 and "as at the last apply" in out, out)
     machine_checks(vm, "after the switch", expected)
     step("machine 1: osup rollback, reboot")
     # The new slot is marked good before it is rolled back from.
@@ -155,7 +177,7 @@ def machine2(args, expected, figures):
     step("machine 2: a fresh disk from the same image, given the file")
     with VM(args.machine2, extra_disks=[args.assets, args.backup], log_path=Path(args.log) / "console-machine2.log") as vm:
         boot(vm, args.timeout)
-        vm.check("podman import --change 'CMD=[\"/bin/sh\"]' /run/osup-assets/busybox.tar localhost/osup-busybox:1 >/dev/null", 600)
+        vm.check(LOAD, 600)
         vm.check("install -m 0644 /run/osup-assets/machine.json /etc/osup/machine.json; "
                  "install -m 0600 /run/osup-assets/restic.pass /etc/osup/restic.pass")
         out, rc, secs = timed(vm, "osup --progress none apply /etc/osup/machine.json", 1800)

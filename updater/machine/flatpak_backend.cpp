@@ -246,9 +246,16 @@ void FlatpakBackend::check(const std::vector<Resource>& to_make, const MachineCo
     const RunResult listed = added.exit_code != 0
                                  ? added
                                  : try_flatpak("remote-ls", {"--all", "--columns=ref", name}, env);
-    if (listed.exit_code != 0)
-      fail(what + " cannot be read: " + last_line(listed.err) +
-           "; check its url in the file and the network");
+    if (listed.exit_code != 0) {
+      const std::string why = last_line(listed.err);
+      // flatpak: "Can't check signature: public key not found", "GPG signatures found, but
+      // none are in trusted keyring", "GPG verification enabled, but no signatures found".
+      const bool signature =
+          why.find("signature") != std::string::npos || why.find("GPG") != std::string::npos;
+      fail(what + " cannot be read: " + why +
+           (signature ? "; check its gpg_key in the file (the key the repository is signed with)"
+                      : "; check its url in the file and the network"));
+    }
     for (const std::string& ref : split(listed.out, '\n')) refs[name].insert(ref);
   }
   for (const Resource& r : to_make) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
 #include "base/fd.h"
 #include "boot/esp_access.h"
 #include "format/channel.h"
@@ -27,16 +28,26 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// `keygen --secure-boot` into DIR, for images whose spec has secure_boot (signed UKIs).
+std::string secure_boot_keys(const std::string& dir) {
+  const RunResult r = run({test::osup_build_exe(), "keygen", "--secure-boot", "--out", dir});
+  if (r.exit_code != 0) fail("keygen --secure-boot failed: " + r.err);
+  return dir;
+}
+
 struct Channel {
   test::TempDir dir;
   test::TestKey key = test::make_key(dir / "key");
-  test::TestImage v1 = test::build_tiny_image(dir.path(), Arch::x86_64, "1.0.0", key);
-  test::TestImage v2 =
-      test::build_tiny_image(dir.path(), Arch::x86_64, "2.0.0", key, "tiny", {"--no-disk"}, "v2");
+  std::string sb;  // Secure Boot keys: v1 and v2 boot signed UKIs
+  test::TestImage v1 =
+      test::build_tiny_image(dir.path(), Arch::x86_64, "1.0.0", key, "tiny", {}, "out", sb);
+  test::TestImage v2 = test::build_tiny_image(dir.path(), Arch::x86_64, "2.0.0", key, "tiny",
+                                              {"--no-disk"}, "v2", sb);
   std::string www = dir / "www";
   std::string state = dir / "state", cache = dir / "cache";
+  mutable std::string publish_out;  // the last publish's stdout
 
-  Channel() {
+  explicit Channel(bool ukis = false) : sb(ukis ? secure_boot_keys(dir / "sb") : "") {
     ::setenv("no_proxy", "127.0.0.1,localhost", 1);
     publish(v1.bundle);
     publish(v2.bundle);
@@ -48,6 +59,7 @@ struct Channel {
     RunResult r = run(argv);
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
+    publish_out = r.out;
   }
   RunResult osup(const std::vector<std::string>& args) const {
     return test::run_offline_osup(v1.disk, key, "a", args);
@@ -86,6 +98,18 @@ struct Channel {
     const sig::PrivateKey k = sig::PrivateKey::load(signer.empty() ? key.private_key : signer);
     atomic_write_file(www + "/index.json", bytes);
     atomic_write_file(www + "/index.json.sig", k.sign(bytes));
+  }
+  // IDX as the channel's next index: serial raised, signed.
+  void republish(ChannelIndex& idx) const {
+    idx.serial += 1;
+    write_index(idx);
+  }
+  // `osup update` from NGINX, which must succeed; its --json report.
+  [[nodiscard]] json update_ok(const test::NginxServer& nginx) const {
+    const RunResult r = update(nginx.url("/"));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    return json::parse(r.out);
   }
 };
 
@@ -176,19 +200,63 @@ TEST_CASE("a delta that does not apply falls back to the full bundle", "[integra
     f.path = "deltas/wrong.osupd";
     f.size = fs::file_size(wrong);
     f.sha256 = to_hex(sha256_file(wrong));
-    idx.serial += 1;
-    c.write_index(idx);
+    c.republish(idx);
     test::NginxServer nginx(c.www);
-    r = c.update(nginx.url("/"));
-    INFO(r.err);
-    REQUIRE(r.exit_code == 0);
-    const json out = json::parse(r.out);
+    const json out = c.update_ok(nginx);
     CHECK(out["installed"] == true);
     CHECK(out["method"] == "full");
     CHECK(out["delta_failed"].get<std::string>().find("made from") != std::string::npos);
     CHECK(nginx.access_log("/" + idx.releases[1].bundle.path).size() == 1);
     CHECK(c.osup({"verify", "b"}).exit_code == 0);
   }
+}
+
+TEST_CASE("a UKI release gets no delta and osup update installs its full bundle", "[integration]") {
+  Channel c(true);
+  ChannelIndex idx = c.index();
+  REQUIRE(idx.releases.size() == 2);
+  CHECK(idx.releases[1].deltas.empty());
+  CHECK_FALSE(fs::exists(c.www + "/deltas"));
+  CHECK_THAT(c.publish_out, Catch::Matchers::Contains("no delta: release 2.0.0 boots signed UKIs"));
+  const std::string bundle = "/" + idx.releases[1].bundle.path;
+  std::string delta_uri;
+  SECTION("the channel offers the bundle") {
+    test::NginxServer nginx(c.www);
+    RunResult r = c.update(nginx.url("/"), {"--check"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(json::parse(r.out)["method"] == "full");
+    CHECK(json::parse(r.out)["download_bytes"] == idx.releases[1].bundle.size);
+    r = c.update(nginx.url("/"));
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(json::parse(r.out)["method"] == "full");
+    CHECK(nginx.access_log(bundle).size() == 1);
+    for (const test::AccessEntry& e : nginx.access_log())
+      CHECK(e.uri.rfind("/deltas/", 0) == std::string::npos);
+  }
+  SECTION("a delta from an older publish: the device refuses it and takes the bundle") {
+    const std::string made = c.www + "/deltas/old.osupd";
+    fs::create_directories(c.www + "/deltas");
+    RunResult r = run({test::osup_build_exe(), "delta", c.v1.bundle, c.v2.bundle, "--key",
+                       c.key.private_key, "--out", made});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    idx.releases[1].deltas.push_back(
+        {"1.0.0",
+         idx.releases[0].root_hash,
+         {"deltas/old.osupd", fs::file_size(made), to_hex(sha256_file(made))}});
+    c.republish(idx);
+    test::NginxServer nginx(c.www);
+    const json out = c.update_ok(nginx);
+    CHECK(out["method"] == "full");
+    CHECK(out["delta_failed"].get<std::string>().find("signed UKIs") != std::string::npos);
+    CHECK(nginx.access_log("/deltas/old.osupd").size() == 1);
+    CHECK(nginx.access_log(bundle).size() == 1);
+  }
+  const RunResult st = c.osup({"status", "--json"});
+  CHECK(json::parse(st.out)["slots"]["b"]["version"] == "2.0.0");
+  CHECK(c.osup({"verify", "b"}).exit_code == 0);  // the installed UKI matches the manifest
 }
 
 TEST_CASE("damaged deltas are refused before anything is written", "[integration]") {

@@ -112,6 +112,50 @@ struct FlatpakSandbox {
   }
 };
 
+// A throwaway GnuPG home with one signing key (ed25519, no passphrase), made offline; KEY
+// is its public key exported for the machine file.
+struct GpgKey {
+  test::TempDir home;
+  std::string key = home / "public.gpg", fingerprint;
+
+  explicit GpgKey(const std::string& name) {
+    (void)gpg(
+        {"--quick-gen-key", name + " <" + name + "@osup.invalid>", "ed25519", "sign", "never"});
+    const std::string listing = gpg({"--with-colons", "--list-secret-keys"});
+    const size_t fpr = listing.find("\nfpr:");
+    REQUIRE(fpr != std::string::npos);
+    const size_t start = listing.find_first_not_of(':', fpr + 5), end = listing.find(':', start);
+    fingerprint = listing.substr(start, end - start);
+    (void)gpg({"--output", key, "--export", fingerprint});
+  }
+  ~GpgKey() {
+    RunOptions o;
+    o.env["GNUPGHOME"] = home.path();
+    (void)run({"gpgconf", "--kill", "gpg-agent"}, o);
+  }
+  [[nodiscard]] std::string gpg(std::vector<std::string> args) const {
+    args.insert(args.begin(),
+                {"gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", ""});
+    RunOptions o;
+    o.env["GNUPGHOME"] = home.path();
+    return run_checked(args, o).out;
+  }
+  // Signs the newest commit of every ref in REPO and its summary.
+  void sign(const fs::path& repo) const {
+    const std::vector<std::string> with = {"--gpg-sign=" + fingerprint,
+                                           "--gpg-homedir=" + home.path()};
+    const auto flatpak = [&](std::vector<std::string> args) {
+      args.insert(args.begin() + 1, with.begin(), with.end());
+      args.insert(args.begin(), "flatpak");
+      (void)run_checked(args);
+    };
+    flatpak({"build-sign", "--runtime", repo, "org.osuptest.Platform", "1"});
+    flatpak({"build-sign", repo, kApp, "stable"});
+    flatpak({"build-sign", repo, "org.osuptest.Other", "stable"});
+    flatpak({"build-update-repo", repo});
+  }
+};
+
 }  // namespace
 
 TEST_CASE("osup apply installs Flatpak apps pinned to a commit, then updates them",
@@ -243,4 +287,38 @@ TEST_CASE("a full data partition stops osup apply with one line, the next apply 
   CHECK_THAT(next.out, Contains("+ flatpak org.osuptest.Hello"));
   CHECK(box.commit() == box.v1);
   CHECK_THAT(box.apply(box.file(box.v1, perms)).out, Contains("nothing to do"));
+}
+
+TEST_CASE("a Flatpak remote signed with GPG: the file's key is checked by the real flatpak",
+          "[integration]") {
+  if (!find_tool("flatpak") || !find_tool("gpg")) {
+    WARN("flatpak or gpg is not installed: skipped (apt-get install flatpak gnupg)");
+    return;
+  }
+  FlatpakSandbox box;
+  const GpgKey signer("signer"), other("other");
+  signer.sign(box.repo);
+  const std::string perms = R"({ "filesystems": ["home:ro"] })";
+  // The newest commit (v2) is the signed one; the remote carries the key, not gpg_verify.
+  const auto file = [&](const std::string& key) {
+    std::string text = box.file(box.v2, perms);
+    const std::string off = R"("gpg_verify": false)";
+    return text.replace(text.find(off), off.size(), R"("gpg_key": ")" + key + R"(")");
+  };
+
+  // Another key than the repository's: refused before anything is installed.
+  const RunResult wrong = box.apply(file(other.key));
+  CHECK(wrong.exit_code == 1);
+  CHECK_THAT(wrong.err, Contains("flatpak remote 'test'") && Contains("public key not found") &&
+                            Contains("check its gpg_key in the file"));
+  CHECK(box.flatpak({"list", "--system"}).empty());
+
+  const RunResult good = box.apply(file(signer.key));
+  INFO(good.err);
+  REQUIRE(good.exit_code == 0);
+  CHECK(box.commit() == box.v2);
+  CHECK(box.flatpak({"run", kApp}) == "hello v2\n");
+  const std::string config = test::run_cmd({"cat", box.system / "repo/config"}).out;
+  CHECK_THAT(config, Contains("gpg-verify=true") && !Contains("gpg-verify=false"));
+  CHECK_THAT(box.apply(file(signer.key)).out, Contains("nothing to do"));
 }

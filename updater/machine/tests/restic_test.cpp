@@ -1,5 +1,6 @@
 // osup data backup / restore against a real restic repository on a path. Skipped, saying
 // so, where restic is not installed.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -106,4 +107,58 @@ TEST_CASE("osup data: backup, then restore keeps newer local files unless forced
   REQUIRE(r3.exit_code == 0);
   CHECK(read_text_file(d.home + "/u/a.txt") == "first\n");
   CHECK(read_text_file(d.home + "/u/sub/b.bin") == b_before);
+}
+
+TEST_CASE("osup data: restore brings back symlinks as links, their targets untouched",
+          "[integration]") {
+  if (!find_tool("restic")) {
+    WARN("restic is not installed: skipped (apt-get install restic)");
+    return;
+  }
+  DataMachine d(R"("password_env": "OSUP_TEST_RESTIC_PW")");
+  RunOptions pw;
+  pw.env["OSUP_TEST_RESTIC_PW"] = "correct horse";
+  const std::string u = d.home + "/u";
+  write(u + "/docs/notes.txt", "my notes\n");
+  write(u + "/docs/deep/x.txt", "x\n");
+  fs::create_symlink("docs/notes.txt", u + "/latest");         // a file link, relative
+  fs::create_directory_symlink("docs/deep", u + "/shortcut");  // a directory link
+  fs::create_symlink("/nonexistent/osup-target", u + "/dangling");
+  const RunResult b = d.osup({"backup"}, pw);
+  INFO(b.err);
+  REQUIRE(b.exit_code == 0);
+
+  const auto check_tree = [&] {
+    CHECK(read_text_file(u + "/docs/notes.txt") == "my notes\n");
+    CHECK(read_text_file(u + "/docs/deep/x.txt") == "x\n");
+    CHECK(fs::is_symlink(u + "/latest"));
+    CHECK(fs::read_symlink(u + "/latest") == "docs/notes.txt");
+    CHECK(fs::is_symlink(u + "/shortcut"));
+    CHECK(fs::read_symlink(u + "/shortcut") == "docs/deep");
+    CHECK(read_text_file(u + "/shortcut/x.txt") == "x\n");
+    CHECK(fs::is_symlink(u + "/dangling"));
+    CHECK(fs::read_symlink(u + "/dangling") == "/nonexistent/osup-target");
+    // Nothing else appeared: no copy of a target at a link's path or the other way round.
+    std::vector<std::string> names;
+    for (const auto& e : fs::recursive_directory_iterator(u))
+      names.push_back(e.path().lexically_relative(u).string());
+    std::sort(names.begin(), names.end());
+    CHECK(names == std::vector<std::string>{"dangling", "docs", "docs/deep", "docs/deep/x.txt",
+                                            "docs/notes.txt", "latest", "shortcut"});
+  };
+  const std::string staging = d.dir / "staging";
+  // A fresh machine: the whole tree comes back, links as links.
+  fs::remove_all(d.home);
+  const RunResult r1 = d.osup({"restore", "--staging", staging}, pw);
+  INFO(r1.err);
+  REQUIRE(r1.exit_code == 0);
+  CHECK(json::parse(r1.out)["restored"] == 5);
+  CHECK(json::parse(r1.out)["kept_newer"].empty());
+  check_tree();
+  // Again over the restored tree, forced: each link is replaced by itself, not followed.
+  const RunResult r2 = d.osup({"restore", "--staging", staging, "--force"}, pw);
+  INFO(r2.err);
+  REQUIRE(r2.exit_code == 0);
+  CHECK(json::parse(r2.out)["restored"] == 5);
+  check_tree();
 }
