@@ -57,6 +57,15 @@ def wait_for_session(vm, want_class, want_user, timeout):
     return None
 
 
+def why_no_session(vm):
+    """Prints what GDM and the greeter's user logged, for a session that did not appear
+    (one run saw the greeter's session come and go and never return)."""
+    for cmd in ("journalctl -b -u gdm --no-pager -n 40 -o short-monotonic",
+                "journalctl -b _UID=$(id -u Debian-gdm) --no-pager -n 80 -o short-monotonic",
+                "coredumpctl list --no-pager 2>&1 | tail -n 5"):
+        print(f"$ {cmd}\n{vm.run(cmd, timeout=120)[0]}", flush=True)
+
+
 def settle(vm, timeout):
     """Waits for the boot to finish; returns the failed units (names)."""
     vm.run(f"timeout {int(timeout)} systemctl is-system-running --wait", timeout=timeout + 30)
@@ -129,6 +138,8 @@ def main():
             boot_s = time.monotonic() - t0
             greeter = wait_for_session(vm, "greeter", None, a.timeout)
             check("GDM's greeter session is in loginctl", greeter, str(sessions(vm)))
+            if not greeter:
+                why_no_session(vm)
             check("gdm is active", vm.run("systemctl is-active gdm")[0].strip() == "active")
             failed = settle(vm, 900)
             check("systemctl --failed is empty after boot", not failed, " ".join(failed))
@@ -150,6 +161,8 @@ def main():
             vm.check("systemctl restart gdm")
             user = wait_for_session(vm, "user", USER, 900)
             check(f"{USER} has a graphical session", user and user.get("Type") in ("wayland", "x11"), str(sessions(vm)))
+            if not user:
+                why_no_session(vm)
             vm.check(f"echo 'kept across updates' > /home/{USER}/notes.txt")
             vm.check("flatpak remote-add --system --no-gpg-verify --if-not-exists osup-test "
                      "http://10.0.2.2:9/repo")
