@@ -7,7 +7,10 @@
 # QEMU, scripts/test.sh -L desktop), powerloss (the crash-state campaign, -L powerloss),
 # secureboot (qemu-tests/secureboot, -L secureboot) and machine (restoring a machine from
 # its machine file under QEMU, -L machine).
-# A style failure fails the run, after the tests (so they still report).
+# The style checks run beside the tests at the lowest priority, so they use the CPU the
+# tests leave idle (image builds waiting on the archive, the desktop root's download)
+# without slowing the QEMU guests; their report follows the tests'. A style failure fails
+# the run, after the tests (so they still report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -eq 0 ]; then
@@ -18,8 +21,9 @@ fi
 build=${OSUP_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)"
-lint=0
-./scripts/lint.sh "$build" || lint=$?
+lint_log=$build/lint.log
+nice -n 19 ./scripts/lint.sh "$build" >"$lint_log" 2>&1 &
+lint_pid=$!
 slow_tiers="desktop|powerloss|secureboot|machine"
 # Unless a -L names what to run, the slow tiers are left out (joined to the caller's -LE,
 # since CTest keeps only one exclusion regex).
@@ -33,8 +37,13 @@ while [ $# -gt 0 ]; do
 done
 [ $named = 1 ] || exclude="^($slow_tiers)\$${exclude:+|}$exclude"
 [ -z "$exclude" ] || args+=(-LE "$exclude")
-ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "${args[@]}"
+tests=0
+ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "${args[@]}" || tests=$?
+lint=0
+wait "$lint_pid" || lint=$?
+cat "$lint_log"
+[ "$tests" -eq 0 ] || exit "$tests"
 if [ "$lint" -ne 0 ]; then
-  echo "test.sh: the tests ran, but scripts/lint.sh failed (see above)" >&2
+  echo "test.sh: the tests passed, but scripts/lint.sh failed (see above)" >&2
   exit "$lint"
 fi
