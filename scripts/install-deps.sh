@@ -28,6 +28,10 @@ packages=(
   # a GPG-signed Flatpak remote (keys made offline) and a restic repository on sftp (the
   # test starts its own sshd on 127.0.0.1; the package's ssh.service is not needed)
   gnupg openssh-server
+  # a restic repository on S3: the test starts its own one-node Ceph cluster (monitor, OSD
+  # on memstore) and RADOS Gateway on 127.0.0.1; the packages' services are not needed
+  # (about 70 MB of .debs beyond the rest of this list)
+  ceph-mon ceph-osd radosgw
   # oracles used by tests
   cryptsetup-bin systemd-container grub-common u-boot-tools
   # booting images
@@ -54,21 +58,26 @@ missing=()
 for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   apt_update
-  # The tests start their own sshd on 127.0.0.1 (restic over sftp); installing
-  # openssh-server must not leave the system's sshd listening on every address. Debian's
-  # policy-rc.d keeps the package from starting it, and it is not enabled for the next boot.
+  # The tests start their own sshd (restic over sftp) and Ceph daemons (restic on S3) on
+  # 127.0.0.1; installing openssh-server must not leave the system's sshd listening on
+  # every address, nor the Ceph packages their targets and ceph-crash running (their
+  # postinst enables and starts them). Debian's policy-rc.d keeps the packages from
+  # starting anything, and their units are not enabled for the next boot.
+  quiet_units=()
+  [[ " ${missing[*]} " == *" openssh-server "* ]] && quiet_units+=(ssh.service)
+  [[ " ${missing[*]} " =~ " "(ceph-mon|ceph-osd|radosgw)" " ]] &&
+    quiet_units+=(ceph-crash.service ceph.target ceph-mon.target ceph-osd.target
+      ceph-radosgw.target rbdmap.service)
   own_policy=0
-  if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  if [ ${#quiet_units[@]} -gt 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     own_policy=1
   fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  if [ "$own_policy" = 1 ]; then
-    rm -f /usr/sbin/policy-rc.d
-    systemctl disable --quiet ssh.service 2>/dev/null || true
-  fi
+  [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  for unit in "${quiet_units[@]}"; do systemctl disable --quiet "$unit" 2>/dev/null || true; done
 fi
 
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then

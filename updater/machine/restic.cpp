@@ -38,8 +38,33 @@ RunOptions restic_env(const DataSection& data) {
   return o;
 }
 
-bool no_repository(const RunResult& r) {
-  return r.err.find("Is there a repository at the following location?") != std::string::npos;
+bool has(const std::string& s, const char* what) { return s.find(what) != std::string::npos; }
+
+// An S3 server's refusal of the key pair (restic 0.14 quotes minio-go's message): a missing
+// key is anonymous, so "Access Denied"; an unknown or wrong one says so.
+bool key_refused(const DataSection& data, const RunResult& r) {
+  return data.repository.starts_with("s3:") &&
+         (has(r.err, "Access Denied") || has(r.err, "access key ID you provided does not exist") ||
+          has(r.err, "signature we calculated does not match") ||
+          has(r.err, "InvalidAccessKeyId") || has(r.err, "SignatureDoesNotMatch"));
+}
+
+// restic 0.14 asks "Is there a repository at the following location?" after any failure
+// to stat the repository's config: a refused S3 key or an unreachable server too. Missing
+// is what a backend says for a missing file or bucket: a path "no such file or directory",
+// sftp "file does not exist", rest "<config> does not exist", s3 "The specified bucket
+// does not exist." / "The specified key does not exist.".
+bool no_repository(const DataSection& data, const RunResult& r) {
+  return has(r.err, "Is there a repository at the following location?") && !key_refused(data, r) &&
+         (has(r.err, "no such file or directory") || has(r.err, "does not exist"));
+}
+
+// restic's reason: its "Fatal: " line (followed by the location for a repository it cannot
+// open), else its last line.
+std::string reason(const std::string& err) {
+  const size_t at = err.rfind("Fatal: ");
+  if (at == std::string::npos) return last_line(err);
+  return last_line(err.substr(at + 7, err.find('\n', at) - at - 7));
 }
 
 // Runs restic; its failures become one line that says what to do.
@@ -57,9 +82,13 @@ RunResult restic(const DataSection& data, std::vector<std::string> args, const R
     fail(where + ": restic " + args[1] +
          " ran out of disk space (no space left on device); free space on the repository's "
          "disk (a restore: on the data partition) and run it again");
-  if (no_repository(r))
+  if (key_refused(data, r))
+    fail(where + ": the S3 server refused the credentials (" + reason(r.err) +
+         "); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for osup, or put them in root's "
+         "~/.aws/credentials");
+  if (no_repository(data, r))
     fail(where + " does not exist; check data.repository (osup data backup creates it)");
-  std::string detail = last_line(r.err);
+  std::string detail = reason(r.err);
   fail(where + ": restic " + args[1] + " failed (exit " + std::to_string(r.exit_code) + ")" +
        (detail.empty() ? "" : ": " + detail));
 }
@@ -92,7 +121,7 @@ BackupResult backup_data(const DataSection& data, ProgressMode progress) {
   BackupResult res;
   const auto start = std::chrono::steady_clock::now();
   RunResult probe = run({"restic", "cat", "config"}, o);
-  if (probe.exit_code != 0 && no_repository(probe)) {
+  if (probe.exit_code != 0 && no_repository(data, probe)) {
     (void)restic(data, {"init"}, o);
     res.created_repository = true;
   } else if (probe.exit_code != 0) {
