@@ -8,7 +8,8 @@
      /etc/gdm3/daemon.conf, both on the data partition) logs in: a user session for it
      appears; files in its home and a Flatpak remote (system installation) are set up;
   3. `osup switch` to v2 (bundle on a second disk), reboot: v2 runs, the user is logged
-     in again by GDM, its files and the Flatpak remote are there, nothing failed; a
+     in again by GDM, its files and the Flatpak remote are there, udisks2 starts when
+     asked on D-Bus (it is not started at boot), nothing failed; a
      second screendump shows GNOME Shell, GDM's or the user's (--screenshot keeps this
      one: docs/desktop.png).
 
@@ -189,6 +190,13 @@ def main():
                   vm.run(f"cat /home/{USER}/notes.txt")[0].strip() == "kept across updates")
             remotes = vm.run("flatpak remotes --system --columns=name")[0]
             check("the Flatpak remote configured on v1 is there", "osup-test" in remotes, remotes)
+            # udisks2 is not started at boot (images/desktop/hooks/40-desktop-session); asked
+            # for on D-Bus, as Files and gvfs ask, it starts and lists the disks.
+            disks, rc = vm.run("timeout 300 sh -c 'until udisksctl status >/dev/null 2>&1; "
+                               "do sleep 5; done'; udisksctl dump | grep -o 'block_devices/vda[0-9]*:'",
+                               330)
+            check("udisks2 starts on demand and knows the disk", rc == 0 and "block_devices/vda:" in disks,
+                  disks[-400:])
             failed = settle(vm, 900)
             check("systemctl --failed is empty on v2", not failed, " ".join(failed))
             # What the screen shows then is GDM (its login screen, listing the user) or the
