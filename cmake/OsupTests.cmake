@@ -1,5 +1,7 @@
 # osup_add_tests(<target> LABEL <unit|integration|qemu> SOURCES ... LIBS ...)
 # One Catch2 executable per (module, tier); every test case becomes a CTest test with the label.
+# The unit-tier executables are also gathered in the target osup_unit_tests, which builds only
+# them (scripts/test-aarch64-unit.sh builds it for arm64).
 function(osup_add_tests target)
   if(NOT OSUP_BUILD_TESTS)
     return()
@@ -12,4 +14,10 @@ function(osup_add_tests target)
   catch_discover_tests(${target}
     PROPERTIES LABELS ${T_LABEL}
     EXTRA_ARGS --use-colour no)
+  if(T_LABEL STREQUAL "unit")
+    if(NOT TARGET osup_unit_tests)
+      add_custom_target(osup_unit_tests)
+    endif()
+    add_dependencies(osup_unit_tests ${target})
+  endif()
 endfunction()

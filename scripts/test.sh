@@ -5,8 +5,9 @@
 # The desktop image is built and checked without a boot (label desktop-rootfs); tiers
 # too slow for CI run only when named with -L: desktop (the GNOME image under
 # QEMU, scripts/test.sh -L desktop), powerloss (the crash-state campaign, -L powerloss),
-# secureboot (qemu-tests/secureboot, -L secureboot) and machine (restoring a machine from
-# its machine file under QEMU, -L machine).
+# secureboot (qemu-tests/secureboot, -L secureboot), machine (restoring a machine from
+# its machine file under QEMU, -L machine) and cross-aarch64 (the unit tier cross-built for
+# arm64 and run under qemu-user, scripts/test-aarch64-unit.sh, -L cross-aarch64).
 # The style checks run beside the tests at the lowest priority, so they use the CPU the
 # tests leave idle (image builds waiting on the archive, the desktop root's download)
 # without slowing the QEMU guests; their report follows the tests'. A style failure fails
@@ -24,7 +25,7 @@ cmake --build "$build" -j"$(nproc)"
 lint_log=$build/lint.log
 nice -n 19 ./scripts/lint.sh "$build" >"$lint_log" 2>&1 &
 lint_pid=$!
-slow_tiers="desktop|powerloss|secureboot|machine"
+slow_tiers="desktop|powerloss|secureboot|machine|cross-aarch64"
 # Unless a -L names what to run, the slow tiers are left out (joined to the caller's -LE,
 # since CTest keeps only one exclusion regex).
 args=() exclude="" named=0
