@@ -1,14 +1,12 @@
 #include "tests/support/ceph_rgw.h"
 
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "base/error.h"
@@ -20,27 +18,9 @@ namespace fs = std::filesystem;
 namespace osup::test {
 namespace {
 
-std::string scratch_parent() { return fs::is_directory("/dev/shm") ? "/dev/shm" : "/tmp"; }
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 // True when the gateway answers GET / (anonymous: an empty bucket list) with 200.
 bool answers(uint16_t port) {
-  UniqueFd s = connect_loopback(port);
-  if (!s.valid()) return false;
-  timeval tv{2, 0};
-  ::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  const std::string req = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  if (::write(s.get(), req.data(), req.size()) != static_cast<ssize_t>(req.size())) return false;
-  std::string got;
-  char buf[1024];
-  for (ssize_t n; (n = ::read(s.get(), buf, sizeof buf)) > 0;)
-    got.append(buf, static_cast<size_t>(n));
+  const std::string got = http_get_loopback(port, "/");
   return got.starts_with("HTTP/1.0 200") || got.starts_with("HTTP/1.1 200");
 }
 
@@ -183,10 +163,9 @@ void CephRgw::wait_gateway(double seconds) {
 void CephRgw::failed(const std::string& what, const std::string& log) const {
   std::string out;
   for (const char* f : {"mon.out", "osd.out", "rgw.out"})
-    if (const std::string l = last_line(slurp(dir_ / f)); !l.empty())
+    if (const std::string l = log_tail(dir_ / f); !l.empty())
       out += std::string(" ") + f + ": " + l + ";";
-  fail("one-node Ceph cluster: " + what + "; " + log + ": " + last_line(slurp(dir_ / log)) + ";" +
-       out);
+  fail("one-node Ceph cluster: " + what + "; " + log + ": " + log_tail(dir_ / log) + ";" + out);
 }
 
 void CephRgw::stop(pid_t& pid) {

@@ -5,14 +5,12 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "base/error.h"
@@ -28,29 +26,9 @@ namespace {
 
 constexpr const char* kEtcd = "/usr/bin/etcd";
 
-std::string scratch_parent() { return fs::is_directory("/dev/shm") ? "/dev/shm" : "/tmp"; }
-
-// GET /health over a plain socket (this library does not link libcurl): true when the
-// member answers {"health":"true"}, which needs a leader.
+// GET /health: true when the member answers {"health":"true"}, which needs a leader.
 bool healthy(uint16_t port) {
-  UniqueFd s = connect_loopback(port);
-  if (!s.valid()) return false;
-  timeval tv{2, 0};
-  ::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  const std::string req = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  if (::write(s.get(), req.data(), req.size()) != static_cast<ssize_t>(req.size())) return false;
-  std::string got;
-  char buf[1024];
-  for (ssize_t n; (n = ::read(s.get(), buf, sizeof buf)) > 0;)
-    got.append(buf, static_cast<size_t>(n));
-  return got.find("\"health\":\"true\"") != std::string::npos;
-}
-
-std::string tail_of(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return last_line(s.str());
+  return http_get_loopback(port, "/health").find("\"health\":\"true\"") != std::string::npos;
 }
 
 // A certificate signed by the test CA in dir: server (for 127.0.0.1) or client. The
@@ -149,12 +127,12 @@ void EtcdCluster::wait_healthy(size_t i, double seconds) {
     int status = 0;
     if (::waitpid(m.pid, &status, WNOHANG) == m.pid) {
       m.pid = -1;
-      fail("etcd member " + m.name + " exited: " + tail_of(dir_ / (m.name + ".log")));
+      fail("etcd member " + m.name + " exited: " + log_tail(dir_ / (m.name + ".log")));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   fail("etcd member " + m.name + " not healthy after " + std::to_string(seconds) +
-       " s: " + tail_of(dir_ / (m.name + ".log")));
+       " s: " + log_tail(dir_ / (m.name + ".log")));
 }
 
 void EtcdCluster::kill(int i) {

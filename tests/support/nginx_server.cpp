@@ -208,6 +208,24 @@ UniqueFd connect_loopback(uint16_t port) {
   return s;
 }
 
+std::string http_get_loopback(uint16_t port, const std::string& path) {
+  UniqueFd s = connect_loopback(port);
+  if (!s.valid()) return "";
+  timeval tv{2, 0};
+  ::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  if (::write(s.get(), req.data(), req.size()) != static_cast<ssize_t>(req.size())) return "";
+  std::string got;
+  char buf[1024];
+  for (ssize_t n; (n = ::read(s.get(), buf, sizeof buf)) > 0;)
+    got.append(buf, static_cast<size_t>(n));
+  return got;
+}
+
+std::string scratch_parent() { return fs::is_directory("/dev/shm") ? "/dev/shm" : "/tmp"; }
+
+std::string log_tail(const std::string& path) { return last_line(slurp(path)); }
+
 pid_t spawn_logged(std::vector<std::string> args, const std::string& log,
                    const std::string& package) {
   std::vector<char*> argv;

@@ -101,6 +101,16 @@ class CutProxy {
 // A TCP connection to 127.0.0.1:port, or an invalid fd when nothing accepts it.
 [[nodiscard]] UniqueFd connect_loopback(uint16_t port);
 
+// GET path from 127.0.0.1:port over HTTP/1.0 on a plain socket (this library does not link
+// libcurl), waiting up to 2 s for the answer: the whole response, "" when nothing answers.
+[[nodiscard]] std::string http_get_loopback(uint16_t port, const std::string& path);
+
+// Where daemons started by tests keep their scratch files: /dev/shm (RAM) when there is one.
+[[nodiscard]] std::string scratch_parent();
+
+// The last line of a log file, "" when it is missing or empty (for error messages).
+[[nodiscard]] std::string log_tail(const std::string& path);
+
 // Starts args[0] with stdout and stderr appended to log; throws naming `package` (the
 // Debian package to install) when it cannot start. Returns the child's pid.
 [[nodiscard]] pid_t spawn_logged(std::vector<std::string> args, const std::string& log,
